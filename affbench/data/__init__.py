@@ -1,0 +1,1 @@
+"""Data: records, readers, splits, windows and shards."""

@@ -1,0 +1,1 @@
+"""Training stages: fine-tune, extract, train, evaluate, predict."""
