@@ -1,0 +1,45 @@
+"""The `affbench` command: a thin layer over the Python API.
+
+Each subcommand group lives next to the code it drives; this module only assembles them. A module listed in
+CLI_MODULES defines ``add_commands(subparsers)`` and sets ``func(args) -> int`` on its parsers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+CLI_MODULES = [
+    "affbench.cli_components",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every subcommand module's commands."""
+    from affbench import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="affbench",
+        description="Benchmarks for continuous emotion recognition on video (ABAW / Aff-Wild2).",
+    )
+    parser.add_argument("--version", action="version", version=f"affbench {__version__}")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in CLI_MODULES:
+        importlib.import_module(module).add_commands(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `affbench` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
