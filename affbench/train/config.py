@@ -1,0 +1,528 @@
+"""Run configurations: YAML files with ``include:``, validated against one schema, with defaults filled in.
+
+Merge rule (the only one): a file's ``include:`` (a path or a list of paths, relative to that file) is loaded
+first, in the order listed (a later include wins over an earlier one), then the file's own values are merged on
+top. Mappings merge key by key, recursively; lists and scalars replace the earlier value whole; ``null`` is a
+value like any other (it replaces, it never deletes). Overrides given to :func:`load_config` are merged last with
+the same rule.
+
+Every leaf remembers which file (and line) set it, so an error reads e.g.
+``configs/paper/va/ours.yaml:12: train.lr: expected a number, got 'fast'``.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+OVERRIDE_SOURCE = "<override>"
+DEFAULT_SOURCE = "<default>"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used: names the file, the key path and what would be accepted."""
+
+
+# -- schema ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Key:
+    """One leaf of the schema: accepted types, default, choices and a one-line meaning."""
+
+    types: tuple[str, ...]  # of "int", "float", "bool", "str", "list", "mapping", "null", "component", "components"
+    default: Any
+    doc: str
+    choices: tuple[Any, ...] | None = None
+    kind: str | None = None  # registry kind for "component"/"components" keys
+
+
+def _k(types: str, default: Any, doc: str, choices: tuple | None = None, kind: str | None = None) -> Key:
+    return Key(tuple(types.split("|")), default, doc, choices, kind)
+
+
+# The schema with defaults. A section is a dict of keys; a leaf is a Key. The defaults are the paper's stage-3
+# hyperparameters where the paper gives one.
+SCHEMA: dict[str, Any] = {
+    "name": _k("str|null", None, "row name (default: the config file's stem); names the run directory"),
+    "task": _k("component", None, "task: a name (va | expr | au) or {name, options}", kind="task"),
+    "feature_dim": _k("int|null", None, "input feature size when the model has no backbone (set by the trainer)"),
+    "data": {
+        "dataset": _k("component", {"name": "synthaffect", "options": {}},
+                      "dataset plugin: a name or {name, options}", kind="dataset"),
+        "window": _k("int", 300, "frames per window (stage 3)"),
+        "stride": _k("int", 200, "frames between window starts (stage 3)"),
+        "missing_faces": _k("str", "mask", "features of frames without a face image",
+                            choices=("mask", "ffill", "zeros", "interpolate")),
+        "folds": _k("int", 5, "K of K-fold cross-validation over train+validation, grouped by source video"),
+        "fold_seed": _k("int", 0, "seed of the fold split"),
+    },
+    "backbone": _k("component|null", {"name": "clip", "options": {"arch": "ViT-B-16", "pretrained": "openai"}},
+                   "image backbone: a name or {name, options}", kind="backbone"),
+    "finetune": {
+        "enabled": _k("bool", True, "stage 1: fine-tune the backbone on frame labels before extracting"),
+        "epochs": _k("int", 1, "stage 1 epochs"),
+        "batch_size": _k("int", 256, "stage 1 batch size"),
+        "lr": _k("float", 1.0e-4, "stage 1 AdamW learning rate"),
+        "weight_decay": _k("float", 0.05, "stage 1 AdamW weight decay"),
+        "max_frames": _k("int|null", None, "cap on stage 1 training frames per epoch (null: all)"),
+        "workers": _k("int", 2, "stage 1 data-loader workers"),
+        "seed": _k("int", 0, "stage 1 seed"),
+    },
+    "extract": {
+        "batch_size": _k("int", 64, "stage 2 batch size"),
+        "workers": _k("int", 2, "stage 2 data-loader workers"),
+        "amp": _k("bool", True, "stage 2 autocast on GPU"),
+    },
+    "model": {
+        "temporal": _k("components", [
+            {"name": "tcn", "options": {"channels": [768, 256, 128], "kernel_size": 5, "dropout": 0.3,
+                                        "weight_norm": True}},
+            {"name": "transformer", "options": {"d_model": 512, "heads": 4, "layers": 8, "ff_dim": 512,
+                                                "dropout": 0.3, "positions": "none"}},
+        ], "temporal stack, applied in order: list of names or {name, options} (empty: per-frame model)",
+            kind="temporal"),
+        "head": {
+            "hidden": _k("int|null", 256, "MLP head hidden width (null: a single linear layer)"),
+            "dropout": _k("float", 0.3, "MLP head dropout"),
+        },
+    },
+    "train": {
+        "epochs": _k("int", 20, "stage 3 epochs"),
+        "batch_size": _k("int", 32, "stage 3 windows per batch (per process under DDP)"),
+        "lr": _k("float", 3.0e-5, "stage 3 AdamW peak learning rate"),
+        "weight_decay": _k("float", 1.0e-5, "stage 3 AdamW weight decay"),
+        "warmup_epochs": _k("float", 1.0, "linear warm-up length in epochs"),
+        "schedule": _k("str", "cosine", "learning-rate schedule after warm-up",
+                       choices=("cosine", "linear", "constant")),
+        "early_stopping": _k("int|null", None, "stop after this many epochs without a better validation metric"),
+        "amp": _k("str", "bf16", "autocast dtype on GPU (ignored on CPU)", choices=("bf16", "fp16", "none")),
+        "grad_clip": _k("float|null", None, "clip the gradient norm to this value (null: no clipping)"),
+        "seed": _k("int", 0, "seed of weights, data order, dropout"),
+        "workers": _k("int", 0, "stage 3 data-loader workers per process"),
+        "checkpoint_every": _k("int|null", None, "also save last.pt every N optimizer steps (null: per epoch)"),
+        "resampled_len": _k("int|null", None, "windows per epoch per process (null: one pass over the shards)"),
+    },
+    "eval": {
+        "smoothing": _k("int|null", None, "temporal smoothing window in frames (EXPR mode filter, VA moving "
+                        "average, AU moving average of probabilities); null: none"),
+        "tune_thresholds": _k("bool", False, "AU: tune per-AU thresholds on the validation split"),
+        "batch_size": _k("int", 64, "windows per batch when predicting"),
+    },
+}
+
+
+# -- the Config object ----------------------------------------------------------------------------------------
+
+
+class Config(dict):
+    """A resolved configuration: a plain nested dict plus ``source`` (key path -> "file:line" that set it)."""
+
+    def __init__(self, data: Mapping[str, Any] = (), *, source: dict[str, str] | None = None,
+                 path: str | None = None) -> None:
+        super().__init__(data)
+        self.source: dict[str, str] = dict(source or {})
+        self.path = path
+
+    def get_path(self, dotted: str, default: Any = None) -> Any:
+        """The value at a dotted key path such as ``train.lr``."""
+        node: Any = self
+        for part in dotted.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+    def where(self, dotted: str) -> str:
+        """The file (and line) that set `dotted`, or the nearest enclosing key that has one."""
+        return _where(self.source, dotted)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A deep plain-dict copy (what gets dumped and hashed)."""
+        return copy.deepcopy(dict(self))
+
+    def __deepcopy__(self, memo: dict) -> Config:
+        return Config(copy.deepcopy(dict(self), memo), source=dict(self.source), path=self.path)
+
+    def __reduce__(self):  # picklable for torch.multiprocessing spawn
+        return (_rebuild_config, (dict(self), self.source, self.path))
+
+
+def _rebuild_config(data: dict, source: dict, path: str | None) -> Config:
+    return Config(data, source=source, path=path)
+
+
+def _where(source: Mapping[str, str], dotted: str) -> str:
+    key = dotted
+    while key:
+        if key in source:
+            return source[key]
+        key = key.rsplit(".", 1)[0] if "." in key else ""
+    return source.get("", DEFAULT_SOURCE)
+
+
+# -- YAML reading with key lines ------------------------------------------------------------------------------
+
+
+def _key_lines(node: yaml.Node, prefix: str, out: dict[str, int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            path = f"{prefix}.{key}" if prefix else key
+            out[path] = key_node.start_mark.line + 1
+            _key_lines(value_node, path, out)
+
+
+def _read_yaml(path: Path, included_from: str | None) -> tuple[dict[str, Any], dict[str, int]]:
+    where = f"{included_from}: include" if included_from else "config"
+    if not path.is_file():
+        raise ConfigError(f"{where}: file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    lines: dict[str, int] = {}
+    if node is not None:
+        _key_lines(node, "", lines)
+    return data, lines
+
+
+def _merge(base: dict[str, Any], base_src: dict[str, str], top: Mapping[str, Any], top_src: Mapping[str, str],
+           prefix: str = "") -> None:
+    """Merge `top` into `base` in place with the documented rule, carrying the source of every key."""
+    for key, value in top.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            if path in top_src:
+                base_src.setdefault(path, top_src[path])
+            _merge(base[key], base_src, value, top_src, path)
+            continue
+        # Replace whole: forget what the earlier file said below this key.
+        for old in [p for p in base_src if p == path or p.startswith(path + ".")]:
+            del base_src[old]
+        base[key] = copy.deepcopy(dict(value) if isinstance(value, Mapping) else value)
+        for p, s in top_src.items():
+            if p == path or p.startswith(path + "."):
+                base_src[p] = s
+
+
+def _load_tree(path: Path, stack: tuple[Path, ...], included_from: str | None) -> tuple[dict, dict[str, str]]:
+    path = path.resolve() if path.exists() else path
+    if path in stack:
+        chain = " -> ".join(str(p) for p in (*stack, path))
+        raise ConfigError(f"{included_from}: include: include cycle: {chain}")
+    data, lines = _read_yaml(path, included_from)
+    includes = data.pop("include", None)
+    if includes is None:
+        includes = []
+    elif isinstance(includes, str):
+        includes = [includes]
+    elif not (isinstance(includes, list) and all(isinstance(i, str) for i in includes)):
+        raise ConfigError(f"{path}:{lines.get('include', '?')}: include: expected a path or a list of paths, "
+                          f"got {includes!r}")
+    merged: dict[str, Any] = {}
+    merged_src: dict[str, str] = {}
+    for inc in includes:
+        inc_path = (path.parent / inc)
+        here = f"{path}:{lines.get('include', '?')}"
+        if not inc_path.is_file():
+            raise ConfigError(f"{here}: include: file not found: {inc!r} (looked for {inc_path})")
+        sub, sub_src = _load_tree(inc_path, (*stack, path), here)
+        _merge(merged, merged_src, sub, sub_src)
+    own_src = {p: f"{path}:{line}" for p, line in lines.items() if p != "include" and
+               not p.startswith("include.")}
+    _merge(merged, merged_src, data, own_src)
+    return merged, merged_src
+
+
+def _nest_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"train.lr": 1e-3}`` and ``{"train": {"lr": 1e-3}}`` both become nested mappings."""
+    nested: dict[str, Any] = {}
+    for key, value in overrides.items():
+        parts = str(key).split(".")
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{OVERRIDE_SOURCE}: {key}: conflicts with another override of '{part}'")
+        if isinstance(value, Mapping) and isinstance(node.get(parts[-1]), dict):
+            tmp_src: dict[str, str] = {}
+            _merge(node[parts[-1]], tmp_src, value, {})
+        else:
+            node[parts[-1]] = value
+    return nested
+
+
+def _all_paths(data: Mapping[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        out.append(path)
+        if isinstance(value, Mapping):
+            out.extend(_all_paths(value, path))
+    return out
+
+
+# -- validation -----------------------------------------------------------------------------------------------
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _coerce(value: Any, key: Key, path: str, where: str) -> Any:
+    """The value checked against (and, for YAML's exponent quirk, coerced to) the key's types."""
+    types = key.types
+    if value is None:
+        if "null" in types:
+            return None
+        raise ConfigError(f"{where}: {path}: may not be null; expected {' or '.join(types)}")
+    if "component" in types:
+        return _component(value, key, path, where)
+    if "components" in types:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: {path}: expected a list of components, got {_type_name(value)}")
+        return [_component(v, key, f"{path}[{i}]", where) for i, v in enumerate(value)]
+    if "bool" in types and isinstance(value, bool):
+        return value
+    if "int" in types and isinstance(value, int) and not isinstance(value, bool):
+        out: Any = value
+    elif "float" in types and isinstance(value, (int, float)) and not isinstance(value, bool):
+        out = float(value)
+    elif "float" in types and isinstance(value, str):
+        # YAML 1.1 reads `1e-4` (no dot) as a string; accept any string Python reads as a number.
+        try:
+            out = float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: {path}: expected a number, got {value!r}") from None
+    elif "str" in types and isinstance(value, str):
+        out = value
+    elif "list" in types and isinstance(value, list):
+        out = value
+    elif "mapping" in types and isinstance(value, Mapping):
+        out = dict(value)
+    else:
+        expected = " or ".join("number" if t == "float" else t for t in types)
+        raise ConfigError(f"{where}: {path}: expected {expected}, got {_type_name(value)} {value!r}")
+    if key.choices is not None and out not in key.choices:
+        hint = difflib.get_close_matches(str(out), [str(c) for c in key.choices], n=1)
+        msg = f"{where}: {path}: {out!r} is not one of {', '.join(map(str, key.choices))}"
+        raise ConfigError(msg + (f". Did you mean '{hint[0]}'?" if hint else ""))
+    return out
+
+
+def _component(value: Any, key: Key, path: str, where: str) -> dict[str, Any]:
+    if isinstance(value, str):
+        return {"name": value, "options": {}}
+    if isinstance(value, Mapping):
+        extra = sorted(set(value) - {"name", "options"})
+        if extra:
+            raise ConfigError(f"{where}: {path}: unknown key '{extra[0]}' in a component; accepted: name, options")
+        name = value.get("name")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{where}: {path}.name: expected a component name (string), got {name!r}")
+        options = value.get("options") or {}
+        if not isinstance(options, Mapping):
+            raise ConfigError(f"{where}: {path}.options: expected a mapping, got {_type_name(options)}")
+        return {"name": name, "options": dict(options)}
+    raise ConfigError(f"{where}: {path}: expected a {key.kind} name or {{name, options}}, got {_type_name(value)}")
+
+
+def _validate_section(data: Mapping[str, Any], schema: Mapping[str, Any], source: Mapping[str, str],
+                      prefix: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in data:
+        if key not in schema:
+            path = f"{prefix}.{key}" if prefix else str(key)
+            hint = difflib.get_close_matches(str(key), list(schema), n=1)
+            accepted = ", ".join(schema)
+            msg = f"{_where(source, path)}: {path}: unknown key; accepted keys{' in ' + prefix if prefix else ''}: " \
+                  f"{accepted}"
+            raise ConfigError(msg + (f". Did you mean '{hint[0]}'?" if hint else ""))
+    for key, spec in schema.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if isinstance(spec, dict):
+            value = data.get(key, {})
+            if value is None:
+                value = {}
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{_where(source, path)}: {path}: expected a mapping of keys "
+                                  f"({', '.join(spec)}), got {_type_name(value)}")
+            out[key] = _validate_section(value, spec, source, path)
+        else:
+            value = data[key] if key in data else copy.deepcopy(spec.default)
+            out[key] = _coerce(value, spec, path, _where(source, path))
+    return out
+
+
+def _component_keys(schema: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Key]]:
+    out = []
+    for key, spec in schema.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if isinstance(spec, dict):
+            out.extend(_component_keys(spec, path))
+        elif spec.kind:
+            out.append((path, spec))
+    return out
+
+
+def _check_components(config: Config) -> None:
+    """Unknown component names and unknown options fail, naming the file and the key."""
+    import inspect
+
+    from affbench._registry import UnknownComponentError, closest_match, get_registry
+
+    registry = get_registry()
+    for path, spec in _component_keys(SCHEMA):
+        value = config.get_path(path)
+        if value is None:
+            continue
+        items = [(path, value)] if isinstance(value, dict) else [(f"{path}[{i}]", v) for i, v in enumerate(value)]
+        for item_path, comp in items:
+            where = config.where(path)
+            try:
+                component = registry.get(spec.kind, comp["name"])
+            except UnknownComponentError as exc:
+                raise ConfigError(f"{where}: {item_path}.name: {exc}") from None
+            try:
+                params = inspect.signature(component.factory).parameters
+            except (TypeError, ValueError):
+                continue
+            if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+                continue
+            accepted = [n for n, p in params.items() if n != "self" and p.kind in
+                        (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+            if spec.kind == "temporal":
+                accepted = [n for n in accepted if n != "in_dim"]
+            for option in comp["options"]:
+                if option not in accepted:
+                    hint = closest_match(option, accepted)
+                    msg = (f"{config.where(f'{path}.options.{option}') if isinstance(value, dict) else where}: "
+                           f"{item_path}.options.{option}: {spec.kind} '{comp['name']}' has no option "
+                           f"'{option}'; accepted options: {', '.join(accepted) or '(none)'}")
+                    raise ConfigError(msg + (f". Did you mean '{hint}'?" if hint else ""))
+
+
+def _check_values(config: Config) -> None:
+    def positive(path: str, allow_zero: bool = False) -> None:
+        value = config.get_path(path)
+        if value is None:
+            return
+        if value < 0 or (value == 0 and not allow_zero):
+            raise ConfigError(f"{config.where(path)}: {path}: must be {'>= 0' if allow_zero else '> 0'}, "
+                              f"got {value}")
+
+    for path in ("data.window", "data.stride", "data.folds", "finetune.batch_size", "extract.batch_size",
+                 "train.batch_size", "eval.batch_size", "train.checkpoint_every", "train.resampled_len",
+                 "train.early_stopping", "eval.smoothing"):
+        positive(path)
+    for path in ("train.epochs", "finetune.epochs", "train.lr", "train.weight_decay", "train.warmup_epochs",
+                 "train.workers", "finetune.workers", "extract.workers", "model.head.dropout"):
+        positive(path, allow_zero=True)
+    if config["data"]["stride"] > config["data"]["window"]:
+        raise ConfigError(f"{config.where('data.stride')}: data.stride: {config['data']['stride']} is larger "
+                          f"than data.window {config['data']['window']}; frames between windows would be skipped")
+    if config["task"] is None:
+        raise ConfigError(f"{config.where('task')}: task: required; one of va, expr, au (or {{name, options}})")
+
+
+def resolve(data: Mapping[str, Any], *, source: Mapping[str, str] | None = None, path: str | None = None,
+            check_components: bool = True) -> Config:
+    """Validate a raw (merged) mapping against the schema and fill defaults; returns a :class:`Config`."""
+    if isinstance(data, Config) and source is None:
+        source, path = data.source, path or data.path
+    src = dict(source or {})
+    if "" not in src:
+        src[""] = str(path) if path else "<config>"
+    raw = copy.deepcopy(dict(data))
+    resolved = _validate_section(raw, SCHEMA, src, "")
+    if resolved["name"] is None:
+        resolved["name"] = Path(path).stem if path else "run"
+    config = Config(resolved, source=src, path=path)
+    _check_values(config)
+    if check_components:
+        _check_components(config)
+    return config
+
+
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None, *,
+                check_components: bool = True) -> Config:
+    """Load a YAML config with its includes, apply `overrides` (dotted or nested keys), validate, fill defaults."""
+    path = Path(path)
+    merged, src = _load_tree(path, (), None)
+    if overrides:
+        nested = _nest_overrides(overrides)
+        _merge(merged, src, nested, {p: OVERRIDE_SOURCE for p in _all_paths(nested)})
+    src[""] = str(path)
+    return resolve(merged, source=src, path=str(path), check_components=check_components)
+
+
+def as_config(config: Config | Mapping[str, Any] | str | Path) -> Config:
+    """A Config from a path, a raw mapping or an already-resolved Config (returned as is)."""
+    if isinstance(config, Config):
+        return config
+    if isinstance(config, (str, Path)):
+        return load_config(config)
+    return resolve(config)
+
+
+def to_yaml(config: Mapping[str, Any]) -> str:
+    """The config as YAML text, keys in schema order."""
+    plain = json.loads(json.dumps(dict(config)))
+    return yaml.safe_dump(plain, sort_keys=False, default_flow_style=None, width=110)
+
+
+def dump_resolved(config: Config | Mapping[str, Any], path: str | Path) -> Path:
+    """Write the resolved config (every key, defaults included) as YAML, headed by the files it came from."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    files = sorted({s.rsplit(":", 1)[0] for s in getattr(config, "source", {}).values()
+                    if s and not s.startswith("<")} | ({str(config.path)} if getattr(config, "path", None)
+                                                         else set()))
+    header = "# affbench resolved config (every key; defaults filled in)\n"
+    header += "".join(f"# from: {f}\n" for f in files)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(header + to_yaml(config), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def config_digest(config: Mapping[str, Any], sections: tuple[str, ...] | None = None) -> str:
+    """A stable sha256 of the config (or of some top-level sections), for cache keys and provenance."""
+    plain = json.loads(json.dumps(dict(config)))
+    if sections is not None:
+        plain = {k: plain.get(k) for k in sections}
+    return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()
+
+
+def schema_reference() -> list[tuple[str, str, Any, str]]:
+    """(key path, types, default, meaning) for every key of the schema, for documentation."""
+    rows: list[tuple[str, str, Any, str]] = []
+
+    def walk(schema: Mapping[str, Any], prefix: str) -> None:
+        for key, spec in schema.items():
+            path = f"{prefix}.{key}" if prefix else key
+            if isinstance(spec, dict):
+                walk(spec, path)
+            else:
+                types = "|".join(spec.types)
+                if spec.choices:
+                    types = " | ".join(map(str, spec.choices))
+                rows.append((path, types, spec.default, spec.doc))
+
+    walk(SCHEMA, "")
+    return rows
