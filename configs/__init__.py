@@ -1,0 +1,1 @@
+"""Built-in YAML configs (paper/ and synthaffect/), shipped as package data."""
