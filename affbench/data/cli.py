@@ -1,0 +1,222 @@
+"""`affbench data`: print the per-frame table, write fold manifests, generate SynthAffect.
+
+    affbench data frames --root DIR --task va --split train > va_train.csv
+    affbench data folds  --root DIR --task va --k 5 --seed 0 --out folds.json
+    affbench data synth  --out DIR --size small --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import inspect
+import os
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from affbench.data.affwild2_layout import SPLITS, TASKS, AffWild2FormatError
+
+SYNTH_SIZES = ("tiny", "small", "medium", "large")
+
+
+def add_commands(subparsers) -> None:
+    """Add the `data` command group (frames, folds, synth) to the top-level parser's subparsers."""
+    data = subparsers.add_parser("data", help="read datasets: per-frame table, fold manifests, SynthAffect",
+                                 description="Read datasets: per-frame table, fold manifests, SynthAffect.")
+    data.set_defaults(func=lambda args: _usage(data))
+    commands = data.add_subparsers(dest="data_command", metavar="{frames,folds,synth}")
+
+    frames = commands.add_parser(
+        "frames", help="print the per-frame table as CSV",
+        description="Print one CSV row per annotation line: video,frame,image,valid,<labels>. `image` is the face "
+                    "image's path relative to the dataset root (empty where no face was found); `valid` is 1 when "
+                    "the label is usable.")
+    _add_dataset_arguments(frames)
+    frames.add_argument("--task", required=True, choices=TASKS)
+    frames.add_argument("--split", required=True, choices=SPLITS)
+    frames.add_argument("--out", type=Path, default=None, help="write to FILE instead of stdout")
+    frames.set_defaults(func=_handled("frames", run_frames))
+
+    folds = commands.add_parser(
+        "folds", help="write K-fold splits grouped by source video as a manifest",
+        description="K-fold cross-validation over train+validation, grouped by source video (_left and _right "
+                    "of one video stay together), balanced by frame count, stable for a seed.")
+    _add_dataset_arguments(folds)
+    folds.add_argument("--task", required=True, choices=TASKS)
+    folds.add_argument("--k", type=int, default=5, help="number of folds (default 5)")
+    folds.add_argument("--seed", type=int, default=0, help="fold seed (default 0)")
+    folds.add_argument("--out", type=Path, default=None, help="manifest file to write (default: print to stdout)")
+    folds.set_defaults(func=_handled("folds", run_folds))
+
+    synth = commands.add_parser(
+        "synth", help="generate the SynthAffect dataset in the Aff-Wild2 layout",
+        description="Generate SynthAffect (synthetic faces with known labels) in the Aff-Wild2 layout.")
+    synth.add_argument("--out", type=Path, required=True, help="output folder")
+    synth.add_argument("--size", choices=SYNTH_SIZES, default="small")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(func=_handled("synth", run_synth))
+
+
+def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("dataset")
+    group.add_argument("--dataset", default="affwild2", metavar="NAME",
+                       help="registered dataset name (default affwild2; see `affbench list dataset`)")
+    group.add_argument("--root", type=Path, default=None,
+                       help="folder holding the annotations (challenge folders up to two levels down) and "
+                            "cropped_aligned/")
+    group.add_argument("--annotations", type=Path, default=None, help="annotation folder (instead of --root)")
+    group.add_argument("--images", type=Path, default=None, help="cropped_aligned/ folder (instead of --root)")
+    group.add_argument("--size", default=None, help="dataset size option (synthaffect: tiny|small|medium|large)")
+    group.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                       help="any other dataset option (value read as YAML); repeatable")
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def _handled(command: str, func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Run `func`; input errors become one line on stderr and exit code 2, not a traceback."""
+    import affbench
+
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except BrokenPipeError:  # e.g. `| head`: stop quietly, and keep Python from complaining at exit
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 0
+        except (AffWild2FormatError, affbench.PluginError, ValueError, OSError, ImportError) as exc:
+            print(f"affbench data {command}: error: {exc}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def dataset_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The dataset options given on the command line (only those given)."""
+    options: dict[str, Any] = {}
+    for key in ("root", "annotations", "images", "size"):
+        value = getattr(args, key, None)
+        if value is not None:
+            options[key] = str(value)
+    for item in getattr(args, "option", []) or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--option '{item}': expected KEY=VALUE")
+        options[key.strip()] = yaml.safe_load(value)
+    return options
+
+
+def open_dataset(args: argparse.Namespace) -> Any:
+    """Create the dataset named by --dataset from the command-line options (quiet passed when it takes one)."""
+    import affbench
+
+    options = dataset_options(args)
+    if args.dataset == "affwild2" and "root" not in options and "annotations" not in options:
+        raise ValueError("give --root DIR (annotations and cropped_aligned/) or --annotations DIR with --images DIR")
+    component = affbench.get_registry().get("dataset", args.dataset)
+    try:
+        accepts_quiet = "quiet" in inspect.signature(component.factory).parameters
+    except (TypeError, ValueError):
+        accepts_quiet = False
+    if accepts_quiet and "quiet" not in options:
+        options["quiet"] = bool(getattr(args, "quiet", False))
+    return affbench.create("dataset", args.dataset, **options)
+
+
+def annotated_videos(dataset: Any, task: str, split: str) -> Iterable[tuple[Any, list[tuple[str, ...]] | None]]:
+    """(record, value texts) per video: the texts as written when the dataset keeps them, else None."""
+    if hasattr(dataset, "annotated_videos"):
+        return dataset.annotated_videos(task, split)
+    return ((record, None) for record in dataset.videos(task, split))
+
+
+def run_frames(args: argparse.Namespace) -> int:
+    """`affbench data frames`."""
+    from affbench.data.frames_csv import image_prefix, write_frames_csv
+
+    dataset = open_dataset(args)
+    base = getattr(dataset, "root", None)
+    prefix = image_prefix(dataset.image_root, base if base is not None else dataset.image_root)
+    videos = annotated_videos(dataset, args.task, args.split)
+    if args.out is None:
+        write_frames_csv(sys.stdout, videos, args.task, prefix=prefix)
+        sys.stdout.flush()
+        return 0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as out:
+        n = write_frames_csv(out, videos, args.task, prefix=prefix)
+    os.replace(tmp, args.out)
+    if not getattr(args, "quiet", False):
+        print(f"wrote {n} frames to {args.out}", file=sys.stderr)
+    return 0
+
+
+def run_folds(args: argparse.Namespace) -> int:
+    """`affbench data folds`."""
+    from affbench.data.folds import fold_frame_counts, fold_manifest_text, make_folds, write_fold_manifest
+
+    dataset = open_dataset(args)
+    records = [r for split in SPLITS for r in dataset.videos(args.task, split)]
+    folds = make_folds(records, k=args.k, seed=args.seed)
+    provenance = _provenance(dataset, args.task)
+    meta = {
+        "dataset": args.dataset,
+        "task": args.task,
+        "k": args.k,
+        "seed": args.seed,
+        "grouped_by": "source video (_left/_right tracks together)",
+        "over_splits": list(SPLITS),
+        "validation_frames": fold_frame_counts(records, folds),
+        "provenance": provenance,
+    }
+    if args.out is None:
+        sys.stdout.write(fold_manifest_text(folds, meta))
+        sys.stdout.flush()
+        return 0
+    write_fold_manifest(args.out, folds, meta)
+    if not getattr(args, "quiet", False):
+        sizes = ", ".join(str(n) for n in meta["validation_frames"])
+        print(f"wrote {args.k} folds ({len(records)} videos; validation frames per fold: {sizes}) to {args.out}",
+              file=sys.stderr)
+    return 0
+
+
+def _provenance(dataset: Any, task: str) -> dict[str, Any]:
+    try:
+        return dataset.provenance(task)
+    except TypeError:  # a dataset whose provenance() takes no task
+        return dataset.provenance()
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    """`affbench data synth`."""
+    from affbench_plugins.datasets.synthaffect import generate_synthaffect
+
+    path = generate_synthaffect(args.out, size=args.size, seed=args.seed, quiet=bool(getattr(args, "quiet", False)))
+    print(path)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `["data", <command>, ...]` without the full `affbench` command (which includes the same group)."""
+    parser = argparse.ArgumentParser(prog="affbench data", description="affbench data commands")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_commands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help(sys.stderr)
+        return 2
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,159 @@
+"""K-fold cross-validation splits grouped by source video, and the fold manifest a run keeps.
+
+Folds are built over the official train and validation videos together. All face tracks of one source video
+(``<name>_left`` / ``<name>_right``) go to the same fold, so one scene never sits on both sides. The order of
+source videos is a seeded hash (stable across Python and NumPy versions and platforms); each source video, in
+that order, joins the fold with the fewest frames so far, which balances folds by frame count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from affbench.data.records import VideoRecord
+
+MANIFEST_FORMAT = "affbench-folds"
+MANIFEST_VERSION = 1
+
+
+class FoldError(ValueError):
+    """Folds that cannot be built, or a fold manifest that does not hold what it should."""
+
+
+class FoldManifest(NamedTuple):
+    """What `read_fold_manifest` returns: the folds and the metadata written with them."""
+
+    folds: list[dict[str, list[str]]]
+    meta: dict[str, Any]
+
+
+def _seeded_order(name: str, seed: int) -> str:
+    return hashlib.sha256(f"{seed}\0{name}".encode()).hexdigest()
+
+
+def group_by_source(records: Iterable[VideoRecord]) -> dict[str, list[VideoRecord]]:
+    """Face-track records grouped by source video (a video name seen twice is an error)."""
+    groups: dict[str, list[VideoRecord]] = {}
+    seen: set[str] = set()
+    for record in records:
+        if record.video in seen:
+            raise FoldError(f"video '{record.video}' appears twice in the records; every face track must be listed "
+                            "once (train and validation videos together)")
+        seen.add(record.video)
+        groups.setdefault(record.source, []).append(record)
+    return groups
+
+
+def make_folds(records: Sequence[VideoRecord], k: int = 5, seed: int = 0) -> list[dict[str, list[str]]]:
+    """K folds over `records` grouped by source video: [{"train": [video...], "validation": [video...]}, ...]."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+        raise FoldError(f"k must be an integer >= 2 (the number of folds), got {k!r}")
+    groups = group_by_source(records)
+    if k > len(groups):
+        raise FoldError(
+            f"k={k} folds need at least {k} source videos, but the records hold {len(groups)} "
+            f"({len(records)} face tracks; _left/_right tracks of one video count once); use k <= {len(groups)}"
+        )
+    order = sorted(groups, key=lambda source: (_seeded_order(source, seed), source))
+    frames = [0] * k
+    members: list[list[str]] = [[] for _ in range(k)]
+    for source in order:
+        # Fewest frames first; on a tie the fold with fewer source videos, then the lowest index.
+        target = min(range(k), key=lambda i: (frames[i], len(members[i]), i))
+        members[target].append(source)
+        frames[target] += sum(r.n_frames for r in groups[source])
+    all_videos = sorted(r.video for r in records)
+    folds = []
+    for fold_sources in members:
+        held_out = sorted(r.video for source in fold_sources for r in groups[source])
+        held = set(held_out)
+        folds.append({"train": [v for v in all_videos if v not in held], "validation": held_out})
+    return folds
+
+
+def split_records(
+    records: Sequence[VideoRecord], fold: dict[str, list[str]]
+) -> tuple[list[VideoRecord], list[VideoRecord]]:
+    """(train records, validation records) of one fold, in the order of `records`."""
+    by_video = {r.video: r for r in records}
+    for side in ("train", "validation"):
+        unknown = [v for v in fold[side] if v not in by_video]
+        if unknown:
+            raise FoldError(f"fold {side} lists videos not in the records: {', '.join(unknown[:5])}"
+                            + (" ..." if len(unknown) > 5 else ""))
+    train, validation = set(fold["train"]), set(fold["validation"])
+    return [r for r in records if r.video in train], [r for r in records if r.video in validation]
+
+
+def fold_frame_counts(records: Sequence[VideoRecord], folds: Sequence[dict[str, list[str]]]) -> list[int]:
+    """Frames held out (validation) in each fold."""
+    frames = {r.video: r.n_frames for r in records}
+    return [sum(frames[v] for v in fold["validation"]) for fold in folds]
+
+
+def fold_manifest_text(folds: Sequence[dict[str, list[str]]], meta: dict[str, Any] | None = None) -> str:
+    """The JSON text of a fold manifest (what `write_fold_manifest` writes)."""
+    checked = _check_folds(folds, "folds")
+    payload = {
+        "format": MANIFEST_FORMAT,
+        "version": MANIFEST_VERSION,
+        "k": len(checked),
+        "meta": dict(meta or {}),
+        "folds": checked,
+    }
+    return json.dumps(payload, indent=2) + "\n"
+
+
+def write_fold_manifest(path: str | os.PathLike[str], folds: Sequence[dict[str, list[str]]],
+                        meta: dict[str, Any] | None = None) -> Path:
+    """Write the folds and their metadata (task, k, seed, dataset provenance...) as a JSON manifest."""
+    text = fold_manifest_text(folds, meta)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)  # never leave a half-written manifest behind
+    return path
+
+
+def read_fold_manifest(path: str | os.PathLike[str]) -> FoldManifest:
+    """Read a manifest written by `write_fold_manifest`: (folds, meta)."""
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise FoldError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); expected a fold manifest") from None
+    if not isinstance(payload, dict) or payload.get("format") != MANIFEST_FORMAT:
+        raise FoldError(f"{path}: key 'format' must be '{MANIFEST_FORMAT}'; not a fold manifest")
+    if payload.get("version") != MANIFEST_VERSION:
+        raise FoldError(f"{path}: key 'version' is {payload.get('version')!r}; this affbench reads version "
+                        f"{MANIFEST_VERSION}")
+    meta = payload.get("meta", {})
+    if not isinstance(meta, dict):
+        raise FoldError(f"{path}: key 'meta' must be a mapping")
+    folds = _check_folds(payload.get("folds"), f"{path}: key 'folds'")
+    if payload.get("k") != len(folds):
+        raise FoldError(f"{path}: key 'k' is {payload.get('k')!r} but 'folds' holds {len(folds)} folds")
+    return FoldManifest(folds, meta)
+
+
+def _check_folds(folds: Any, where: str) -> list[dict[str, list[str]]]:
+    if not isinstance(folds, (list, tuple)) or not folds:
+        raise FoldError(f"{where} must be a non-empty list of {{'train': [...], 'validation': [...]}}")
+    checked = []
+    for i, fold in enumerate(folds):
+        if not isinstance(fold, dict) or set(fold) != {"train", "validation"}:
+            raise FoldError(f"{where}[{i}] must be a mapping with exactly the keys 'train' and 'validation'")
+        for side in ("train", "validation"):
+            if not isinstance(fold[side], (list, tuple)) or not all(isinstance(v, str) for v in fold[side]):
+                raise FoldError(f"{where}[{i}].{side} must be a list of video names")
+        both = set(fold["train"]) & set(fold["validation"])
+        if both:
+            raise FoldError(f"{where}[{i}]: videos on both sides: {', '.join(sorted(both))}")
+        checked.append({"train": list(fold["train"]), "validation": list(fold["validation"])})
+    return checked
