@@ -35,8 +35,8 @@ def test_starts_cover_every_frame_and_end_aligned(case):
     n, window, stride = case
     starts = window_starts(n, window, stride)
     assert starts[0] == 0
-    assert all(b > a for a, b in zip(starts, starts[1:])), "starts must strictly increase"
-    assert all(b - a <= stride for a, b in zip(starts, starts[1:])), "gaps must not exceed the stride"
+    assert all(b > a for a, b in zip(starts[:-1], starts[1:], strict=True)), "starts must strictly increase"
+    assert all(b - a <= stride for a, b in zip(starts[:-1], starts[1:], strict=True)), "gaps must not exceed the stride"
     covered = np.zeros(n, bool)
     for s in starts:
         covered[s : s + window] = True
