@@ -55,7 +55,8 @@ LABEL_COLUMNS: dict[str, tuple[str, ...]] = {
     "au": ACTION_UNITS,
 }
 
-# Challenge folders may sit this many levels below the annotations root (e.g. inside 6th_ABAW_Annotations/).
+# Challenge folders may sit directly in the annotations root, or inside folders up to this many levels below
+# it: root/6th_ABAW_Annotations/VA_Estimation_Challenge is one level, root/downloads/6th_ABAW_Annotations/... two.
 MAX_SEARCH_DEPTH = 2
 
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
@@ -101,19 +102,19 @@ def _subdirs(folder: Path, skip: frozenset[str] = frozenset()) -> list[Path]:
 
 
 def find_challenge_dirs(annotations_root: str | os.PathLike[str]) -> dict[str, list[Path]]:
-    """Every challenge folder at or up to two levels below `annotations_root`, by task (shallowest first)."""
+    """Every challenge folder in `annotations_root` or in folders up to two levels below it, by task."""
     root = Path(annotations_root)
     names = {name: task for task, dirs in CHALLENGE_DIRS.items() for name in dirs}
     found: dict[str, list[Path]] = {task: [] for task in TASKS}
     level = [root]
-    for depth in range(MAX_SEARCH_DEPTH + 1):
+    for depth in range(MAX_SEARCH_DEPTH + 2):
         next_level: list[Path] = []
         for folder in level:
             if folder.name in names and folder.is_dir():
                 found[names[folder.name]].append(folder)
                 continue  # nothing to find inside a challenge folder
             next_level.append(folder)
-        if depth == MAX_SEARCH_DEPTH:
+        if depth == MAX_SEARCH_DEPTH + 1:
             break
         # The image folder holds one folder per video: never worth descending into.
         level = [sub for folder in next_level for sub in _subdirs(folder, frozenset({IMAGES_DIR}))]
@@ -121,7 +122,7 @@ def find_challenge_dirs(annotations_root: str | os.PathLike[str]) -> dict[str, l
 
 
 def find_challenge_dir(annotations_root: str | os.PathLike[str], task: str) -> Path:
-    """The task's challenge folder under `annotations_root` (itself, or one or two levels down)."""
+    """The task's challenge folder: `annotations_root` itself, in it, or inside folders one or two levels down."""
     check_task(task)
     root = Path(annotations_root)
     if not root.is_dir():
@@ -138,7 +139,7 @@ def find_challenge_dir(annotations_root: str | os.PathLike[str], task: str) -> P
             top = [p.name for p in _subdirs(root)]
             seen = f"no challenge folders found; folders in it: {', '.join(top) or '(none)'}"
         raise AffWild2FormatError(
-            root, None, f"no {accepted} folder for task '{task}' (searched {MAX_SEARCH_DEPTH} levels down); {seen}",
+            root, None, f"no {accepted} folder for task '{task}' (searched {MAX_SEARCH_DEPTH + 1} levels deep); {seen}",
             f"accepted folder names: {', '.join(CHALLENGE_DIRS[task])}",
         )
     depth = len(candidates[0].relative_to(root).parts)
