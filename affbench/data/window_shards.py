@@ -1,0 +1,282 @@
+"""Window shards: per-frame features of each video cut into windows, for temporal training and evaluation.
+
+One sample per window, key ``"{video}/{start:07d}"``:
+
+=============== ================== ==========================================================
+``features.npy`` float16 [w, D]     per-frame features (zeros on padding and masked frames)
+``labels.npy``   float32 [w, L]     labels as in the annotation file (zeros on padding)
+``valid.npy``    bool [w]           label usable
+``mask.npy``     bool [w]           real frame that has a feature
+``frames.npy``   int32 [w]          1-based frame id, 0 = padding past the video's end
+``json``         {video, start, n_frames}  ``start`` is the 0-based first frame
+=============== ================== ==========================================================
+
+Batches from ``WindowShards.loader`` keep features float16 on the CPU (half the bytes to read, copy and move
+to the GPU); the model casts after the transfer (``batch["features"].to(device).float()`` or autocast).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from affbench.data.records import VideoRecord
+from affbench.data.shard_loader import ShardBatchStream, ShardLoader, check_enough_shards
+from affbench.data.shard_manifest import (
+    LabelStatistics,
+    ShardSetWriter,
+    check_provenance,
+    read_manifest,
+    shard_infos,
+)
+from affbench.data.shard_payloads import decode_json, decode_npy, encode_json, encode_npy
+from affbench.data.shard_reading import SkipCounts, check_on_corrupt, iter_shard_samples
+from affbench.data.windows import window_starts
+
+KIND = "window_shards"
+ARRAY_FIELDS = {
+    "features": np.dtype(np.float16),
+    "labels": np.dtype(np.float32),
+    "valid": np.dtype(bool),
+    "mask": np.dtype(bool),
+    "frames": np.dtype(np.int32),
+}
+REQUIRED = frozenset([f"{name}.npy" for name in ARRAY_FIELDS] + ["json"])
+# ~118 MB per shard at w=300, D=768: big sequential reads, yet enough shards for ranks x workers.
+DEFAULT_MAXCOUNT = 256
+
+
+def _check_key_part(video: str) -> None:
+    # The webdataset key ends at the first dot of the base name; a dot in a video name would split its key.
+    if not video or "." in video or video.startswith("/") or "\\" in video:
+        raise ValueError(f"video name {video!r} cannot be a shard key: it must be non-empty with no '.' or '\\'")
+
+
+def cut_windows(
+    record: VideoRecord, features: np.ndarray, feature_mask: np.ndarray, *, window: int, stride: int
+) -> Iterator[dict[str, Any]]:
+    """The window samples (numpy arrays + metadata) of one video, in start order."""
+    n = record.n_frames
+    features = np.asarray(features)
+    feature_mask = np.asarray(feature_mask, dtype=bool)
+    if features.ndim != 2 or features.shape[0] != n:
+        raise ValueError(f"video '{record.video}': features must be [{n}, D] (one row per frame), got {features.shape}")
+    if feature_mask.shape != (n,):
+        raise ValueError(f"video '{record.video}': feature_mask must be [{n}], got {feature_mask.shape}")
+    with np.errstate(over="ignore"):  # overflow is reported below, naming the frame
+        half = features.astype(np.float16)
+    overflow = ~np.isfinite(half).all(axis=1) & np.isfinite(features).all(axis=1)
+    if overflow.any():
+        frame = int(np.flatnonzero(overflow)[0]) + 1
+        raise ValueError(f"video '{record.video}': frame {frame} has features beyond float16 range (|x| > 65504)")
+    half[~feature_mask] = 0  # masked frames carry no feature: never leak whatever the extractor left there
+    labels = np.asarray(record.labels, dtype=np.float32)
+    valid = np.asarray(record.valid, dtype=bool)
+    dim, label_dim = half.shape[1], labels.shape[1]
+    for start in window_starts(n, window, stride):
+        stop = min(start + window, n)
+        real = stop - start
+        sample = {
+            "features": np.zeros((window, dim), np.float16),
+            "labels": np.zeros((window, label_dim), np.float32),
+            "valid": np.zeros(window, bool),
+            "mask": np.zeros(window, bool),
+            "frames": np.zeros(window, np.int32),
+        }
+        sample["features"][:real] = half[start:stop]
+        sample["labels"][:real] = labels[start:stop]
+        sample["valid"][:real] = valid[start:stop]
+        sample["mask"][:real] = feature_mask[start:stop]
+        sample["frames"][:real] = np.arange(start + 1, stop + 1, dtype=np.int32)
+        yield {"video": record.video, "start": start, "n_frames": n, **sample}
+
+
+def write_window_shards(
+    out_dir: str | os.PathLike,
+    videos: Iterable[tuple[VideoRecord, np.ndarray, np.ndarray]],
+    *,
+    window: int,
+    stride: int,
+    manifest_extra: Mapping[str, Any],
+    maxcount: int = DEFAULT_MAXCOUNT,
+    quiet: bool = False,
+) -> dict:
+    """Cut each (record, features[n, D], feature_mask[n]) into windows and write an atomic shard set.
+
+    ``manifest_extra`` is the provenance (dataset, task, backbone, weights hash, preprocessing, missing-face
+    policy ...); it is stored under ``provenance`` together with window, stride, feature_dim and label_dim.
+    Returns the manifest.
+    """
+    window_starts(1, window, stride)  # validate window/stride before any work
+    stats = LabelStatistics()
+    seen: set[str] = set()
+    n_videos = n_frames = n_masked = 0
+    dims: dict[str, int] = {}
+    with ShardSetWriter(out_dir, kind=KIND, maxcount=maxcount) as writer:
+        bar = tqdm(videos, desc=f"window shards -> {Path(out_dir).name}", unit="video", disable=quiet)
+        for record, features, feature_mask in bar:
+            _check_key_part(record.video)
+            if record.video in seen:
+                raise ValueError(f"video '{record.video}' is given twice; each video must appear once")
+            seen.add(record.video)
+            for name, value in (("feature_dim", np.shape(features)[-1]), ("label_dim", record.labels.shape[1])):
+                if dims.setdefault(name, int(value)) != int(value):
+                    raise ValueError(f"video '{record.video}': {name} {value} differs from earlier videos' {dims[name]}")
+            for sample in cut_windows(record, features, feature_mask, window=window, stride=stride):
+                writer.write(encode_window(sample))
+            n_videos += 1
+            n_frames += record.n_frames
+            n_masked += int((~np.asarray(feature_mask, dtype=bool)).sum())
+            stats.add(record.labels, record.valid)
+        provenance = {**dict(manifest_extra), "window": int(window), "stride": int(stride), **dims}
+        return writer.commit(
+            {
+                "window": int(window),
+                "stride": int(stride),
+                **dims,
+                "counts": {
+                    "videos": n_videos,
+                    "windows": writer.total,
+                    "frames": n_frames,
+                    "frames_without_feature": n_masked,
+                },
+                "label_stats": stats.to_dict(),
+                "provenance": provenance,
+            }
+        )
+
+
+def encode_window(sample: Mapping[str, Any]) -> dict[str, bytes | str]:
+    """The tar members of one window sample (arrays as .npy with explicit dtypes, metadata as JSON)."""
+    out: dict[str, bytes | str] = {"__key__": f"{sample['video']}/{int(sample['start']):07d}"}
+    for name, dtype in ARRAY_FIELDS.items():
+        out[f"{name}.npy"] = encode_npy(np.asarray(sample[name], dtype=dtype))
+    out["json"] = encode_json({"video": sample["video"], "start": int(sample["start"]), "n_frames": int(sample["n_frames"])})
+    return out
+
+
+def decode_window(members: dict[str, bytes], key: str) -> dict[str, Any]:
+    """A window sample from its tar members; raises ValueError naming the bad field."""
+    meta = decode_json(members["json"], "json")
+    for field in ("video", "start", "n_frames"):
+        if field not in meta:
+            raise ValueError(f"json lacks '{field}'")
+    sample: dict[str, Any] = {"key": key, "video": str(meta["video"]), "start": int(meta["start"]), "n_frames": int(meta["n_frames"])}
+    width = None
+    for name, dtype in ARRAY_FIELDS.items():
+        array = decode_npy(members[f"{name}.npy"], f"{name}.npy")
+        if array.dtype != dtype:
+            raise ValueError(f"{name}.npy has dtype {array.dtype}, expected {dtype}")
+        expected_ndim = 2 if name in ("features", "labels") else 1
+        if array.ndim != expected_ndim or (width is not None and array.shape[0] != width):
+            raise ValueError(f"{name}.npy has shape {array.shape}, inconsistent with a [{width or 'w'}{', *' if expected_ndim == 2 else ''}] window")
+        width = array.shape[0]
+        sample[name] = array
+    return sample
+
+
+def _collate_windows(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    # One copy from the tar bytes into a preallocated batch array, then a zero-copy torch view.
+    batch: dict[str, Any] = {}
+    for name in ARRAY_FIELDS:
+        first = samples[0][name]
+        shape = (len(samples), *first.shape)
+        out = np.empty(shape, dtype=first.dtype)
+        for i, sample in enumerate(samples):
+            if sample[name].shape != first.shape:
+                raise ValueError(
+                    f"window '{sample['key']}' has {name} {sample[name].shape}, others in the batch {first.shape}"
+                )
+            out[i] = sample[name]
+        batch[name] = torch.from_numpy(out)
+    batch["video"] = [s["video"] for s in samples]
+    batch["key"] = [s["key"] for s in samples]
+    batch["start"] = torch.tensor([s["start"] for s in samples], dtype=torch.int64)
+    batch["n_frames"] = torch.tensor([s["n_frames"] for s in samples], dtype=torch.int64)
+    return batch
+
+
+class WindowShards:
+    """Reader of a window shard set; refuses sets whose provenance differs from ``expect``.
+
+    ``on_corrupt="raise"`` (default) fails on the first corrupt shard or sample, naming it; ``"skip"`` drops
+    it, logs a warning and counts it in ``skipped`` (for ``iter_windows``) or ``loader(...).skipped``.
+    """
+
+    def __init__(self, directory: str | os.PathLike, expect: Mapping[str, Any] | None = None, on_corrupt: str = "raise") -> None:
+        self.directory = Path(directory)
+        self.on_corrupt = check_on_corrupt(on_corrupt)
+        self.manifest = read_manifest(self.directory, kind=KIND)
+        self.provenance: dict[str, Any] = self.manifest.get("provenance", {})
+        check_provenance(self.directory, self.provenance, expect)
+        self.shards = shard_infos(self.directory, self.manifest)
+        self.skipped = SkipCounts()
+
+    @property
+    def window(self) -> int:
+        return int(self.manifest["window"])
+
+    @property
+    def stride(self) -> int:
+        return int(self.manifest["stride"])
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.manifest["feature_dim"])
+
+    @property
+    def label_dim(self) -> int:
+        return int(self.manifest["label_dim"])
+
+    def __len__(self) -> int:
+        """Number of windows in the set."""
+        return int(self.manifest["num_samples"])
+
+    def iter_windows(self) -> Iterator[dict[str, Any]]:
+        """Every window in stored order (videos sorted as written, starts increasing): dicts of numpy arrays."""
+        self.skipped = SkipCounts()
+        for shard in self.shards:
+            yield from iter_shard_samples(
+                shard, decode_window, required=REQUIRED, on_corrupt=self.on_corrupt, counts=self.skipped
+            )
+
+    def loader(
+        self,
+        batch_size: int,
+        *,
+        shuffle_seed: int | None = None,
+        epoch: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        num_workers: int = 0,
+        resampled_len: int | None = None,
+        pin_memory: bool = False,
+        shuffle_buffer: int = 64,
+        drop_last: bool = False,
+    ) -> ShardLoader:
+        """Batches {features f16 [B,w,D], labels f32 [B,w,L], valid/mask bool [B,w], frames i32 [B,w], start,
+        n_frames i64 [B], video/key list}; ``resampled_len`` = fixed batches per rank per epoch."""
+        if resampled_len is None:
+            check_enough_shards(len(self.shards), world_size, num_workers, f"window shards {self.directory}")
+        stream = ShardBatchStream(
+            self.shards,
+            decode=decode_window,
+            required=REQUIRED,
+            collate=_collate_windows,
+            batch_size=batch_size,
+            shuffle_seed=shuffle_seed,
+            epoch=epoch,
+            rank=rank,
+            world_size=world_size,
+            resampled_len=resampled_len,
+            shuffle_buffer=shuffle_buffer,
+            drop_last=drop_last,
+            on_corrupt=self.on_corrupt,
+        )
+        return ShardLoader(stream, num_workers=num_workers, pin_memory=pin_memory)
