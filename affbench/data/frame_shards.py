@@ -1,0 +1,229 @@
+"""Frame shards: one sample per face image (the JPEG bytes as stored plus its labels), for fine-tuning and
+feature extraction.
+
+Sample key ``"{video}/{frame:05d}"`` (1-based frame), members ``jpg`` (the file's bytes, never re-encoded) and
+``json`` {video, frame, valid, labels}. Frames without a face image have no sample: there is nothing to train
+on or extract from; their labels stay in the dataset's records.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from affbench.data.records import VideoRecord
+from affbench.data.shard_loader import ShardBatchStream, ShardLoader, check_enough_shards
+from affbench.data.shard_manifest import LabelStatistics, ShardSetWriter, read_manifest, shard_infos
+from affbench.data.shard_payloads import decode_json, encode_json
+from affbench.data.shard_reading import SkipCounts, check_on_corrupt, iter_shard_samples
+
+KIND = "frame_shards"
+REQUIRED = frozenset(["jpg", "json"])
+DECODE_MODES = ("rgb", "bytes")
+# 112x112 aligned faces are ~5 kB: ~50 MB shards.
+DEFAULT_MAXCOUNT = 10000
+
+
+def write_frame_shards(
+    records: Iterable[VideoRecord],
+    image_root: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    task: str,
+    dataset_provenance: Mapping[str, Any],
+    maxcount: int = DEFAULT_MAXCOUNT,
+    quiet: bool = False,
+) -> dict:
+    """Write one sample per face image of ``records`` into an atomic shard set; returns the manifest."""
+    image_root = Path(image_root)
+    stats = LabelStatistics()
+    seen: set[str] = set()
+    n_videos = n_frames = 0
+    label_dim: int | None = None
+    with ShardSetWriter(out_dir, kind=KIND, maxcount=maxcount) as writer:
+        bar = tqdm(records, desc=f"frame shards -> {Path(out_dir).name}", unit="video", disable=quiet)
+        for record in bar:
+            if not record.video or "." in record.video or "\\" in record.video:
+                raise ValueError(f"video name {record.video!r} cannot be a shard key: it must be non-empty with no '.' or '\\'")
+            if record.video in seen:
+                raise ValueError(f"video '{record.video}' is given twice; each video must appear once")
+            seen.add(record.video)
+            if label_dim is None:
+                label_dim = int(record.labels.shape[1])
+            elif record.labels.shape[1] != label_dim:
+                raise ValueError(f"video '{record.video}': label_dim {record.labels.shape[1]} differs from {label_dim}")
+            labels = np.asarray(record.labels, dtype=np.float32)
+            for i, image in enumerate(record.images):
+                if not image:
+                    continue
+                path = image_root / image
+                try:
+                    data = path.read_bytes()
+                except FileNotFoundError:
+                    raise FileNotFoundError(
+                        f"video '{record.video}' frame {i + 1}: face image {path} listed but missing"
+                    ) from None
+                meta = {
+                    "video": record.video,
+                    "frame": i + 1,
+                    "valid": bool(record.valid[i]),
+                    "labels": [float(v) for v in labels[i]],
+                }
+                writer.write({"__key__": f"{record.video}/{i + 1:05d}", "jpg": data, "json": encode_json(meta)})
+                n_frames += 1
+            n_videos += 1
+            stats.add(labels, record.valid)
+        return writer.commit(
+            {
+                "task": task,
+                "label_dim": label_dim,
+                "counts": {"videos": n_videos, "images": writer.total, "annotated_frames": stats.frames},
+                "label_stats": stats.to_dict(),
+                "provenance": {"dataset": dict(dataset_provenance), "task": task},
+            }
+        )
+
+
+def decode_frame(members: dict[str, bytes], key: str) -> dict[str, Any]:
+    """A frame sample {key, jpg (bytes), video, frame, labels float32 [L], valid} from its tar members."""
+    meta = decode_json(members["json"], "json")
+    for field in ("video", "frame", "valid", "labels"):
+        if field not in meta:
+            raise ValueError(f"json lacks '{field}'")
+    labels = meta["labels"]
+    if not isinstance(labels, list) or not all(isinstance(v, (int, float)) for v in labels):
+        raise ValueError(f"json 'labels' must be a list of numbers, got {labels!r}")
+    return {
+        "key": key,
+        "jpg": members["jpg"],
+        "video": str(meta["video"]),
+        "frame": int(meta["frame"]),
+        "labels": np.asarray(labels, dtype=np.float32),
+        "valid": bool(meta["valid"]),
+    }
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    """uint8 [H, W, 3] RGB pixels of JPEG bytes; raises ValueError on undecodable bytes."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format != "JPEG":
+                raise ValueError(f"jpg member holds a {image.format} image, not a JPEG")
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"jpg member is not a decodable JPEG ({exc})") from None
+
+
+class _FrameDecoder:
+    """Picklable per-sample decoder run inside DataLoader workers."""
+
+    def __init__(self, decode: str, transform: Callable[[np.ndarray], Any] | None) -> None:
+        self.decode, self.transform = decode, transform
+
+    def __call__(self, members: dict[str, bytes], key: str) -> dict[str, Any]:
+        sample = decode_frame(members, key)
+        if self.decode == "rgb":
+            image = decode_jpeg(sample.pop("jpg"))
+            sample["image"] = self.transform(image) if self.transform is not None else image
+        return sample
+
+
+def _collate_frames(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    batch: dict[str, Any] = {
+        "key": [s["key"] for s in samples],
+        "video": [s["video"] for s in samples],
+        "frame": torch.tensor([s["frame"] for s in samples], dtype=torch.int64),
+        "labels": torch.from_numpy(np.stack([s["labels"] for s in samples])),
+        "valid": torch.tensor([s["valid"] for s in samples], dtype=torch.bool),
+    }
+    if "jpg" in samples[0]:
+        batch["jpg"] = [s["jpg"] for s in samples]
+        return batch
+    images = [s["image"] for s in samples]
+    if isinstance(images[0], torch.Tensor):
+        batch["image"] = torch.stack(images)
+        return batch
+    shapes = {np.shape(im) for im in images}
+    if len(shapes) != 1:
+        raise ValueError(
+            f"images of different sizes {sorted(shapes)} in one batch; pass transform= to resize them "
+            "(e.g. affbench.model.preprocess_images) or use decode='bytes'"
+        )
+    batch["image"] = torch.from_numpy(np.stack(images))
+    return batch
+
+
+class FrameShards:
+    """Reader of a frame shard set (``on_corrupt`` "raise" or "skip", as for window shards)."""
+
+    def __init__(self, directory: str | os.PathLike, on_corrupt: str = "raise") -> None:
+        self.directory = Path(directory)
+        self.on_corrupt = check_on_corrupt(on_corrupt)
+        self.manifest = read_manifest(self.directory, kind=KIND)
+        self.provenance: dict[str, Any] = self.manifest.get("provenance", {})
+        self.shards = shard_infos(self.directory, self.manifest)
+        self.skipped = SkipCounts()
+
+    def __len__(self) -> int:
+        """Number of face images in the set."""
+        return int(self.manifest["num_samples"])
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        """Every sample in stored order: {key, jpg bytes, video, frame, labels, valid}."""
+        self.skipped = SkipCounts()
+        for shard in self.shards:
+            yield from iter_shard_samples(
+                shard, decode_frame, required=REQUIRED, on_corrupt=self.on_corrupt, counts=self.skipped
+            )
+
+    def dataset(
+        self,
+        batch_size: int,
+        *,
+        decode: str = "rgb",
+        transform: Callable[[np.ndarray], Any] | None = None,
+        shuffle_seed: int | None = None,
+        epoch: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        resampled_len: int | None = None,
+        shuffle_buffer: int = 1024,
+        drop_last: bool = False,
+    ) -> ShardBatchStream:
+        """A torch IterableDataset of batches (use with ``DataLoader(ds, batch_size=None, num_workers=...)``)."""
+        if decode not in DECODE_MODES:
+            raise ValueError(f"decode must be one of {DECODE_MODES}, got {decode!r}")
+        return ShardBatchStream(
+            self.shards,
+            decode=_FrameDecoder(decode, transform),
+            required=REQUIRED,
+            collate=_collate_frames,
+            batch_size=batch_size,
+            shuffle_seed=shuffle_seed,
+            epoch=epoch,
+            rank=rank,
+            world_size=world_size,
+            resampled_len=resampled_len,
+            shuffle_buffer=shuffle_buffer,
+            drop_last=drop_last,
+            on_corrupt=self.on_corrupt,
+        )
+
+    def loader(self, batch_size: int, *, num_workers: int = 0, pin_memory: bool = False, **options: Any) -> ShardLoader:
+        """Batches {image uint8 [B,H,W,3] (or transformed, or ``jpg`` bytes list), labels, valid, frame, video, key};
+        JPEG decoding runs in the workers. ``options`` are those of ``dataset``."""
+        if options.get("resampled_len") is None:
+            check_enough_shards(
+                len(self.shards), int(options.get("world_size", 1)), num_workers, f"frame shards {self.directory}"
+            )
+        stream = self.dataset(batch_size, **options)
+        return ShardLoader(stream, num_workers=num_workers, pin_memory=pin_memory)
