@@ -12,6 +12,7 @@ import sys
 
 CLI_MODULES = [
     "affbench.cli_components",
+    "affbench.data.cli",
 ]
 
 
