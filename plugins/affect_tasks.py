@@ -1,0 +1,263 @@
+"""The three ABAW tasks: valence-arousal regression, expression classification, action-unit detection.
+
+A task owns what is specific to its labels: the head size, the masked loss, how raw head outputs become
+submission values, and which ABAW metric scores them. ``pred`` is always the raw head output (logits, or
+pre-activation VA values); leading dimensions may be anything (e.g. [B,T]) as long as pred, target and valid
+agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from affbench import metrics as abaw
+from affbench.model import check_choice
+
+VA_NAMES = ("valence", "arousal")
+
+
+def _to_torch(x: Any) -> tuple[torch.Tensor, bool]:
+    """(tensor, was_numpy): postprocessing answers in the kind it was given."""
+    if isinstance(x, torch.Tensor):
+        return x, False
+    return torch.as_tensor(np.asarray(x)), True
+
+
+def _back(x: torch.Tensor, was_numpy: bool) -> Any:
+    return x.detach().cpu().numpy() if was_numpy else x
+
+
+class AffectTask(nn.Module):
+    """Shared checks and the masked-loss plumbing of the ABAW tasks."""
+
+    name: str = ""
+    label_names: tuple[str, ...] = ()
+    out_dim: int = 0
+    label_dim: int = 0
+    primary_metric: str = ""
+    invalid_value: float = -1.0  # the annotation files' marker of an unusable label
+
+    def _flatten(self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        where = f"task '{self.name}'.loss"
+        if pred.shape[-1] != self.out_dim:
+            raise ValueError(f"{where}: pred must have {self.out_dim} outputs in its last dimension "
+                             f"([..., {self.out_dim}]), got shape {tuple(pred.shape)}")
+        if target.shape[-1] != self.label_dim or target.shape[:-1] != pred.shape[:-1]:
+            raise ValueError(f"{where}: target must have shape {tuple(pred.shape[:-1]) + (self.label_dim,)} "
+                             f"to match pred {tuple(pred.shape)}, got {tuple(target.shape)}")
+        if valid is None:
+            valid = self.valid_rows(target)
+        if tuple(valid.shape) != tuple(pred.shape[:-1]):
+            raise ValueError(f"{where}: valid must have shape {tuple(pred.shape[:-1])} (one flag per row), got "
+                             f"{tuple(valid.shape)}")
+        return (pred.reshape(-1, self.out_dim), target.reshape(-1, self.label_dim).to(pred.device),
+                valid.reshape(-1).to(device=pred.device, dtype=torch.bool))
+
+    def valid_rows(self, target: Any) -> Any:
+        """Rows whose labels are usable (not the file's invalid marker)."""
+        if isinstance(target, torch.Tensor):
+            return (target != self.invalid_value).all(dim=-1)
+        return np.all(np.asarray(target) != self.invalid_value, axis=-1)
+
+    def _metric_rows(self, values: Any, target: Any, valid: Any) -> tuple[np.ndarray, np.ndarray]:
+        v = abaw.as_numpy(values, "values")
+        t = abaw.as_numpy(target, "target")
+        if v.ndim == 1 and self.label_dim == 1:
+            v = v[:, None]
+        if t.ndim == 1 and self.label_dim == 1:
+            t = t[:, None]
+        if v.shape != t.shape or v.ndim != 2 or v.shape[1] != self.label_dim:
+            raise ValueError(f"task '{self.name}'.metrics: values and target must both be [N, {self.label_dim}], "
+                             f"got {v.shape} and {t.shape}")
+        keep = self.valid_rows(t) if valid is None else abaw.as_numpy(valid, "valid").astype(bool)
+        if keep.shape != (len(t),):
+            raise ValueError(f"task '{self.name}'.metrics: valid must be [N] = [{len(t)}], got {keep.shape}")
+        if not keep.any():
+            raise ValueError(f"task '{self.name}'.metrics: no valid rows to score")
+        return v[keep], t[keep]
+
+    def probabilities(self, pred: Any) -> Any:
+        """Class probabilities of raw outputs (None for regression tasks)."""
+        return None
+
+
+class VATask(AffectTask):
+    """Valence and arousal in [-1, 1]; loss 1 - CCC per dimension over the batch's valid rows."""
+
+    name = "va"
+    label_names = VA_NAMES
+    out_dim = 2
+    label_dim = 2
+    primary_metric = "mean"
+    invalid_value = -5.0
+
+    def __init__(self, *, output: str = "tanh", eps: float = 1e-8) -> None:
+        super().__init__()
+        self.output = check_choice(output, "output", ("tanh", "linear"), "task 'va'")
+        self.eps = float(eps)
+
+    def activate(self, pred: torch.Tensor) -> torch.Tensor:
+        """Raw head outputs -> VA values (tanh keeps them in [-1, 1] during training)."""
+        return torch.tanh(pred) if self.output == "tanh" else pred
+
+    def loss(self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean over valence and arousal of 1 - CCC (population statistics) on valid rows; 0 if none."""
+        pred, target, valid = self._flatten(pred, target, valid)
+        if not bool(valid.any()):
+            return pred.sum() * 0.0
+        x = self.activate(pred[valid]).float()
+        y = target[valid].float()
+        mx, my = x.mean(0), y.mean(0)
+        cov = ((x - mx) * (y - my)).mean(0)
+        denom = x.var(0, unbiased=False) + y.var(0, unbiased=False) + (mx - my) ** 2
+        ccc = 2.0 * cov / (denom + self.eps)
+        return (1.0 - ccc).mean()
+
+    def postprocess(self, pred: Any) -> Any:
+        """Submission values: activated outputs clipped to [-1, 1]."""
+        p, was_numpy = _to_torch(pred)
+        return _back(self.activate(p.float()).clamp(-1.0, 1.0), was_numpy)
+
+    def metrics(self, values: Any, target: Any, valid: Any = None) -> dict[str, float]:
+        """valence, arousal and mean CCC over valid rows (ABAW VA score)."""
+        v, t = self._metric_rows(values, target, valid)
+        return abaw.va_score(v, t)
+
+
+class ExprTask(AffectTask):
+    """Eight expression classes; cross-entropy with optional label smoothing and class weights."""
+
+    name = "expr"
+    label_names = abaw.EXPR_CLASSES
+    out_dim = 8
+    label_dim = 1
+    primary_metric = "f1"
+    invalid_value = -1.0
+
+    def __init__(self, *, label_smoothing: float = 0.0, class_weights: Sequence[float] | None = None) -> None:
+        super().__init__()
+        if not 0.0 <= float(label_smoothing) < 1.0:
+            raise ValueError(f"task 'expr': label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.label_smoothing = float(label_smoothing)
+        weights = None
+        if class_weights is not None:
+            weights = torch.as_tensor(list(class_weights), dtype=torch.float32)
+            if weights.shape != (self.out_dim,) or bool((weights < 0).any()):
+                raise ValueError(f"task 'expr': class_weights must be {self.out_dim} non-negative numbers "
+                                 f"({', '.join(self.label_names)}), got {list(class_weights)}")
+        self.register_buffer("class_weights", weights)
+
+    def loss(self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Cross-entropy over valid rows (weighted mean with class_weights); 0 if none."""
+        pred, target, valid = self._flatten(pred, target, valid)
+        if not bool(valid.any()):
+            return pred.sum() * 0.0
+        labels = target[valid, 0].round().long()
+        if bool(((labels < 0) | (labels >= self.out_dim)).any()):
+            raise ValueError(f"task 'expr'.loss: valid target classes must be in 0..{self.out_dim - 1}")
+        return F.cross_entropy(pred[valid].float(), labels, weight=self.class_weights,
+                               label_smoothing=self.label_smoothing)
+
+    def probabilities(self, pred: Any) -> Any:
+        """Softmax over the 8 classes."""
+        p, was_numpy = _to_torch(pred)
+        return _back(p.float().softmax(-1), was_numpy)
+
+    def postprocess(self, pred: Any) -> Any:
+        """Submission values: the argmax class index (int64) per row."""
+        p, was_numpy = _to_torch(pred)
+        return _back(p.argmax(-1), was_numpy)
+
+    def metrics(self, values: Any, target: Any, valid: Any = None) -> dict[str, float]:
+        """Macro F1 over the 8 classes (ABAW EXPR score) and accuracy, over valid rows."""
+        v, t = self._metric_rows(values, target, valid)
+        return {"f1": abaw.expr_f1(v[:, 0], t[:, 0]), "accuracy": float(np.mean(v[:, 0] == t[:, 0]))}
+
+
+class AUTask(AffectTask):
+    """Twelve action units; BCE-with-logits (optional pos_weight), per-AU thresholds on probabilities."""
+
+    name = "au"
+    label_names = abaw.AU_NAMES
+    out_dim = 12
+    label_dim = 12
+    primary_metric = "f1"
+    invalid_value = -1.0
+
+    def __init__(self, *, pos_weight: Sequence[float] | None = None, threshold: float | Sequence[float] = 0.5
+                 ) -> None:
+        super().__init__()
+        weights = None
+        if pos_weight is not None:
+            weights = torch.as_tensor(list(pos_weight), dtype=torch.float32)
+            if weights.shape != (self.out_dim,) or bool((weights <= 0).any()):
+                raise ValueError(f"task 'au': pos_weight must be {self.out_dim} positive numbers "
+                                 f"({', '.join(self.label_names)}), got {list(pos_weight)}")
+        self.register_buffer("pos_weight", weights)
+        self.register_buffer("_thresholds", torch.full((self.out_dim,), 0.5))
+        self.thresholds = threshold
+
+    @property
+    def thresholds(self) -> torch.Tensor:
+        """Per-AU probability thresholds [12]."""
+        return self._thresholds
+
+    @thresholds.setter
+    def thresholds(self, value: float | Sequence[float]) -> None:
+        t = torch.as_tensor(value, dtype=torch.float32).flatten()
+        if t.numel() == 1:
+            t = t.expand(self.out_dim)
+        if t.shape != (self.out_dim,) or bool(((t <= 0) | (t >= 1)).any()):
+            raise ValueError(f"task 'au': threshold must be one number or {self.out_dim} numbers in (0, 1), "
+                             f"got {value!r}")
+        self._thresholds.copy_(t)
+
+    def loss(self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """BCE-with-logits averaged over valid rows' labelled AUs (entries of -1 are skipped); 0 if none."""
+        pred, target, valid = self._flatten(pred, target, valid)
+        keep = valid[:, None] & (target >= 0)
+        if not bool(keep.any()):
+            return pred.sum() * 0.0
+        per = F.binary_cross_entropy_with_logits(pred.float(), target.clamp(min=0).float(), reduction="none",
+                                                 pos_weight=self.pos_weight)
+        return per[keep].mean()
+
+    def probabilities(self, pred: Any) -> Any:
+        """Sigmoid per AU."""
+        p, was_numpy = _to_torch(pred)
+        return _back(torch.sigmoid(p.float()), was_numpy)
+
+    def postprocess(self, pred: Any) -> Any:
+        """Submission values: 1 where sigmoid(pred) >= the AU's threshold, else 0 (int64)."""
+        p, was_numpy = _to_torch(pred)
+        prob = torch.sigmoid(p.float())
+        return _back((prob >= self._thresholds.to(prob.device)).long(), was_numpy)
+
+    def tune_thresholds(self, prob: Any, target: Any, grid: Sequence[float] | None = None) -> list[float]:
+        """Set each AU's threshold to the grid value maximising its F1 on (validation) probabilities."""
+        p = abaw.as_numpy(prob, "prob").astype(np.float64)
+        t = abaw.as_numpy(target, "target")
+        if p.shape != t.shape or p.ndim != 2 or p.shape[1] != self.out_dim:
+            raise ValueError(f"task 'au'.tune_thresholds: prob and target must be [N, {self.out_dim}], got "
+                             f"{p.shape} and {t.shape}")
+        grid = np.arange(0.05, 0.951, 0.05) if grid is None else np.asarray(list(grid), dtype=np.float64)
+        best = []
+        for j in range(self.out_dim):
+            rows = t[:, j] >= 0
+            scores = [abaw.binary_f1((p[rows, j] >= g).astype(np.int64), t[rows, j]) for g in grid]
+            best.append(float(grid[int(np.argmax(scores))]))  # first best: ties keep the lower threshold
+        self.thresholds = best
+        return best
+
+    def metrics(self, values: Any, target: Any, valid: Any = None) -> dict[str, float]:
+        """Mean F1 over the 12 AUs (ABAW AU score) and each AU's F1, over valid rows."""
+        v, t = self._metric_rows(values, target, valid)
+        per = abaw.au_f1_per_au(v, t)
+        return {"f1": float(np.mean(list(per.values()))), **{f"f1_{k}": val for k, val in per.items()}}

@@ -1,0 +1,47 @@
+"""Built-in tasks: ``va``, ``expr``, ``au`` (the three ABAW challenges).
+
+Registration only; the implementations (affbench_plugins.affect_tasks) import torch when a task is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from affbench import hookimpl
+
+
+def va(*, output: str = "tanh", eps: float = 1e-8):
+    """Valence-arousal regression: 2 outputs in [-1, 1], loss 1 - CCC, score mean CCC."""
+    from affbench_plugins.affect_tasks import VATask
+
+    return VATask(output=output, eps=eps)
+
+
+va.test_options = {}
+
+
+def expr(*, label_smoothing: float = 0.0, class_weights: Sequence[float] | None = None):
+    """Expression classification: 8 classes, cross-entropy, score macro F1."""
+    from affbench_plugins.affect_tasks import ExprTask
+
+    return ExprTask(label_smoothing=label_smoothing, class_weights=class_weights)
+
+
+expr.test_options = {"label_smoothing": 0.1}
+
+
+def au(*, pos_weight: Sequence[float] | None = None, threshold: float | Sequence[float] = 0.5):
+    """Action-unit detection: 12 AUs, BCE-with-logits, score mean F1 at per-AU thresholds."""
+    from affbench_plugins.affect_tasks import AUTask
+
+    return AUTask(pos_weight=pos_weight, threshold=threshold)
+
+
+au.test_options = {"pos_weight": [2.0] * 12}
+
+
+@hookimpl
+def affbench_register_tasks(register):
+    register("va", va)
+    register("expr", expr)
+    register("au", au)
