@@ -1,0 +1,269 @@
+"""Stage 2: one feature per face image with a (pretrained or fine-tuned) backbone, cached per video, then cut
+into window shards.
+
+Per-video features are cached under ``<cache>/features/<key>/`` with the key of (dataset provenance,
+backbone name + options, weights identity, preprocessing): a request whose features exist is never
+recomputed, whichever config, task or suite asks. Extraction is resumable: every finished video is written
+atomically as it completes, and a rerun extracts only the videos still missing (their frames are skipped
+before JPEG decoding).
+
+Window shards are built from the cached features per (feature key, task, split and fold videos, window,
+stride, missing-face policy) under ``<cache>/windows/<key>/``; a complete set is reused as is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from affbench.data.records import VideoRecord
+from affbench.train import feature_cache as cache
+from affbench.train.finetune import (
+    build_backbone,
+    finetune,
+    finetuned_weights_id,
+    load_finetuned,
+    to_image_tensor,
+)
+from affbench.train.stage_inputs import StageInputs, component_spec, ensure_frame_shards, load_stage_inputs
+
+IDENTITY_FILE = "identity.json"
+
+
+@dataclasses.dataclass
+class FeatureSet:
+    """Per-video features of one backbone identity: where they are and what produced them."""
+
+    directory: Path
+    key: str
+    identity: dict
+    feature_dim: int
+    extracted_frames: int  # frames this call ran through the backbone (0 on a full cache hit)
+    finetune: dict | None  # the fine-tune manifest when the backbone was fine-tuned
+
+
+def prepare_backbone(config: Mapping[str, Any], inputs: StageInputs, *, quiet: bool = False
+                     ) -> tuple[nn.Module, dict, dict | None]:
+    """(backbone, identity, fine-tune manifest): fine-tuned on the fold when finetune.enabled, else as built."""
+    if config.get("backbone") is None:
+        raise ValueError("extract: config key backbone is null; stage 2 needs an image backbone")
+    spec = component_spec(config["backbone"])
+    backbone = build_backbone(spec)
+    tuned = None
+    weights_id = str(backbone.weights_id)
+    if config["finetune"]["enabled"]:
+        result = finetune(config, fold=inputs.fold, quiet=quiet, inputs=inputs)
+        load_finetuned(backbone, result.weights_path)
+        weights_id = finetuned_weights_id(result.weights_path)
+        tuned = result.manifest
+    return backbone, cache.backbone_identity(spec, weights_id, backbone.preprocess), tuned
+
+
+def cached_rows(directory: Path, record: VideoRecord) -> np.ndarray | None:
+    """[n, D] features of a record's frames (zeros where no image) from the cache, or None if any is missing."""
+    stored = cache.load_video_features(directory, record.video)
+    if stored is None:
+        return None
+    images, features = stored
+    row_of = {image: i for i, image in enumerate(images)}
+    out = np.zeros((record.n_frames, features.shape[1]), dtype=np.float16)
+    for i, image in enumerate(record.images):
+        if not image:
+            continue
+        row = row_of.get(image)
+        if row is None:
+            return None
+        out[i] = features[row]
+    return out
+
+
+class _WantedFrameDecoder:
+    """Decodes frames of the wanted videos only (others are dropped before JPEG decoding); picklable."""
+
+    def __init__(self, wanted: set[str], preprocess: Any) -> None:
+        self.wanted, self.preprocess = wanted, preprocess
+
+    def __call__(self, members: dict[str, bytes], key: str) -> dict[str, Any] | None:
+        from affbench.data.frame_shards import decode_frame, decode_jpeg
+
+        if key.rsplit("/", 1)[0] not in self.wanted:
+            return None
+        sample = decode_frame(members, key)
+        sample["image"] = to_image_tensor(decode_jpeg(sample.pop("jpg")), self.preprocess)
+        return sample
+
+
+def _collate_wanted(samples: list[dict[str, Any] | None]) -> dict[str, Any]:
+    kept = [s for s in samples if s is not None]
+    return {
+        "video": [s["video"] for s in kept],
+        "frame": [s["frame"] for s in kept],
+        "image": torch.stack([s["image"] for s in kept]) if kept else None,
+    }
+
+
+def _frame_batches(shards_dir: Path, wanted: set[str], preprocess: Any, *, batch_size: int, workers: int,
+                   pin_memory: bool) -> Iterator[dict[str, Any]]:
+    from affbench.data.frame_shards import REQUIRED, FrameShards
+    from affbench.data.shard_loader import ShardBatchStream, ShardLoader
+
+    shards = FrameShards(shards_dir)
+    stream = ShardBatchStream(shards.shards, decode=_WantedFrameDecoder(wanted, preprocess), required=REQUIRED,
+                              collate=_collate_wanted, batch_size=batch_size)
+    loader = ShardLoader(stream, num_workers=min(int(workers), len(shards.shards)), pin_memory=pin_memory)
+    for batch in loader:
+        if batch["image"] is not None:
+            yield batch
+
+
+def extract_features(config: Mapping[str, Any], *, fold: int | None, quiet: bool = False,
+                     inputs: StageInputs | None = None) -> FeatureSet:
+    """Per-video features of every video of the config's task (both sides of `fold`), reusing the cache."""
+    inputs = inputs or load_stage_inputs(config, fold)
+    backbone, identity, tuned = prepare_backbone(config, inputs, quiet=quiet)
+    key = cache.feature_key(inputs.dataset_provenance, identity)
+    directory = cache.stage_dir("features", key)
+    directory.mkdir(parents=True, exist_ok=True)
+    cache.write_manifest(directory, {"stage": "features", "key": key, "identity": identity,
+                                     "dataset": inputs.dataset_provenance, "feature_dim": int(backbone.out_dim)})
+    records = inputs.records
+    missing = [r for r in records if r.has_image.any() and cached_rows(directory, r) is None]
+    extracted = 0
+    if missing:
+        extracted = _extract_videos(config, inputs, backbone, directory, missing, quiet=quiet)
+    return FeatureSet(directory, key, identity, int(backbone.out_dim), extracted, tuned)
+
+
+def _extract_videos(config: Mapping[str, Any], inputs: StageInputs, backbone: nn.Module, directory: Path,
+                    missing: Sequence[VideoRecord], *, quiet: bool) -> int:
+    ex = config["extract"]
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    amp = bool(ex["amp"]) and device.type == "cuda"
+    # One frame-shard set per task holds every face image of the task's videos (all folds reuse it).
+    all_records = inputs.records
+    shards_dir = ensure_frame_shards(all_records, inputs.dataset, task=inputs.task,
+                                     provenance=inputs.dataset_provenance, selection={"stage": "extract"},
+                                     quiet=quiet)
+    wanted = {r.video: r for r in missing}
+    expected = {v: [i + 1 for i, img in enumerate(r.images) if img] for v, r in wanted.items()}
+    pending: dict[str, dict[int, np.ndarray]] = {v: {} for v in wanted}
+    total = sum(len(f) for f in expected.values())
+    backbone = backbone.to(device).eval()
+    if device.type == "cuda":
+        backbone = backbone.to(memory_format=torch.channels_last)
+    done = 0
+    started = time.perf_counter()
+    batches = _frame_batches(shards_dir, set(wanted), backbone.preprocess, batch_size=int(ex["batch_size"]),
+                             workers=int(ex["workers"]), pin_memory=device.type == "cuda")
+    with torch.inference_mode(), tqdm(total=total, desc=f"extract {inputs.task}", unit="frame",
+                                      disable=quiet, leave=False) as bar:
+        for batch in batches:
+            images = batch["image"].to(device, non_blocking=True)
+            if device.type == "cuda":
+                images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                features = backbone(images)
+            features = features.float().cpu().numpy()
+            for video, frame, feature in zip(batch["video"], batch["frame"], features, strict=True):
+                pending[video][int(frame)] = feature
+                if len(pending[video]) == len(expected[video]):
+                    _store_video(directory, wanted[video], expected[video], pending.pop(video))
+            done += len(batch["video"])
+            bar.update(len(batch["video"]))
+    unfinished = [v for v in pending if expected[v]]
+    if unfinished:
+        raise RuntimeError(f"extract: the frame shards in {shards_dir} lack frames of {len(unfinished)} video(s) "
+                           f"(e.g. '{unfinished[0]}'); delete that directory to rewrite them")
+    if not quiet:
+        seconds = max(time.perf_counter() - started, 1e-9)
+        tqdm.write(f"extract {inputs.task}: {done} frames of {len(wanted)} videos in {seconds:.1f} s "
+                   f"({done / seconds:.0f} frames/s)")
+    return done
+
+
+def _store_video(directory: Path, record: VideoRecord, frames: list[int], features: dict[int, np.ndarray]) -> None:
+    images = [record.images[f - 1] for f in frames]
+    stored = cache.load_video_features(directory, record.video)
+    rows = np.stack([features[f] for f in frames])
+    if stored is not None:  # keep images another task listed for this video and this one did not
+        old_images, old_rows = stored
+        new = set(images)
+        extra = [i for i, image in enumerate(old_images) if image not in new]
+        images += [old_images[i] for i in extra]
+        rows = np.concatenate([rows, old_rows[extra].astype(rows.dtype)])
+    cache.save_video_features(directory, record.video, images, rows)
+
+
+def video_features(features: FeatureSet, record: VideoRecord, policy: str) -> tuple[np.ndarray, np.ndarray]:
+    """(features [n, D], feature_mask [n]) of one record under the missing-face `policy`."""
+    from affbench.data.missing_faces import apply_policy
+
+    has_image = record.has_image
+    if has_image.any():
+        rows = cached_rows(features.directory, record)
+        if rows is None:
+            raise RuntimeError(f"video '{record.video}' has no cached features in {features.directory}")
+    else:
+        rows = np.zeros((record.n_frames, features.feature_dim), dtype=np.float16)
+    return apply_policy(rows.astype(np.float32), has_image, policy)
+
+
+def build_window_shards(
+    config: Mapping[str, Any], inputs: StageInputs, features: FeatureSet, split: str, *, quiet: bool = False
+) -> tuple[Path, dict]:
+    """The window-shard set of one split ("train" | "validation") of the fold, built once per content key."""
+    from affbench.data.window_shards import write_window_shards
+
+    records = {"train": inputs.train, "validation": inputs.validation}[split]
+    data = config["data"]
+    policy = data["missing_faces"]
+    fold_side = {k: v for k, v in inputs.fold_info.items() if k not in ("train", "validation")}
+    key = cache.stage_key("windows", features=features.key, task=component_spec(config["task"]), split=split,
+                          fold=fold_side, videos=[r.video for r in records], window=int(data["window"]),
+                          stride=int(data["stride"]), missing_faces=policy)
+    directory = cache.stage_dir("windows", key)
+    manifest = cache.read_manifest(directory)
+    if manifest is not None:
+        return directory, manifest
+    if not records:
+        raise ValueError(f"task '{inputs.task}' fold {inputs.fold}: the {split} split has no video")
+    without_face = sum(int((~r.has_image).sum()) for r in records)
+    extra = {
+        "dataset": inputs.dataset_provenance,
+        "task": component_spec(config["task"]),
+        "split": split,
+        "fold": fold_side,
+        "videos": [r.video for r in records],
+        "backbone": features.identity,
+        "feature_key": features.key,
+        "finetune": None if features.finetune is None else {
+            "key": features.finetune["key"], "weights_id": features.finetune["weights_id"]},
+        "missing_faces": {"policy": policy, "frames_without_face": without_face,
+                          "frames": sum(r.n_frames for r in records)},
+    }
+
+    def windows() -> Iterator[tuple[VideoRecord, np.ndarray, np.ndarray]]:
+        for record in records:
+            feats, mask = video_features(features, record, policy)
+            yield record, feats, mask
+
+    manifest = write_window_shards(directory, windows(), window=int(data["window"]), stride=int(data["stride"]),
+                                   manifest_extra=extra, maxcount=_windows_maxcount(records, data), quiet=quiet)
+    return directory, manifest
+
+
+def _windows_maxcount(records: Sequence[VideoRecord], data: Mapping[str, Any]) -> int:
+    """Windows per shard: the default size, but small sets still get a few shards for loader workers."""
+    from affbench.data.window_shards import DEFAULT_MAXCOUNT
+    from affbench.data.windows import window_starts
+
+    n_windows = sum(len(window_starts(r.n_frames, int(data["window"]), int(data["stride"]))) for r in records)
+    return max(1, min(DEFAULT_MAXCOUNT, -(-n_windows // 4)))

@@ -1,0 +1,148 @@
+"""Content-addressed cache keys and locations for the shared stages (frames, fine-tune, features, windows).
+
+Every stage output lives under ``cache_root()/<stage>/<key>/`` where the key is a hash of everything that
+determines the output: identical requests land in the same directory, across configs and suites, so a stage
+that finds its directory complete does no work. A directory is complete when its ``manifest.json`` exists
+(written last, atomically); anything else in it is a resumable partial result.
+
+Per-video features (one ``<video>.npz`` per face track, ``features`` float16 [k, D] and ``images`` [k]) are
+kept apart from window shards: the features of a face track depend only on its images and the backbone, so
+the VA, EXPR and AU window shards of one backbone are all cut from one extraction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HOME_ENV = "AFFBENCH_HOME"
+# Bumped when the bytes a stage writes change meaning, so old cache entries are never read as new ones.
+FORMAT_VERSIONS = {"frames": 1, "finetune": 1, "features": 1, "windows": 1}
+MANIFEST = "manifest.json"
+
+
+def cache_root() -> Path:
+    """$AFFBENCH_HOME/cache, or ~/.cache/affbench when AFFBENCH_HOME is unset."""
+    home = os.environ.get(HOME_ENV, "").strip()
+    if home:
+        return Path(home).expanduser() / "cache"
+    return Path("~/.cache/affbench").expanduser()
+
+
+def _jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _jsonable(dataclasses.asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def stable_hash(obj: Any, length: int = 16) -> str:
+    """Hex digest of the canonical JSON of `obj` (dict order, tuples vs lists and Paths do not matter)."""
+    text = json.dumps(_jsonable(obj), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 hex digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def stage_key(stage: str, **parts: Any) -> str:
+    """Cache key of one stage output: the stage's format version plus every part that determines it."""
+    if stage not in FORMAT_VERSIONS:
+        raise ValueError(f"unknown cache stage '{stage}'; stages: {', '.join(FORMAT_VERSIONS)}")
+    return stable_hash({"stage": stage, "format": FORMAT_VERSIONS[stage], **parts})
+
+
+def stage_dir(stage: str, key: str) -> Path:
+    """Directory of one cache entry: <cache_root>/<stage>/<key>."""
+    return cache_root() / stage / key
+
+
+def backbone_identity(backbone_spec: dict, weights_id: str, preprocess: Any) -> dict:
+    """What makes two backbones produce the same features: name, options, weights, input preprocessing."""
+    return {
+        "name": backbone_spec["name"],
+        "options": _jsonable(backbone_spec.get("options") or {}),
+        "weights_id": str(weights_id),
+        "preprocess": _jsonable(preprocess),
+    }
+
+
+def feature_key(dataset_provenance: dict, identity: dict) -> str:
+    """Key of per-video features of one dataset under one backbone identity (see `backbone_identity`)."""
+    return stage_key("features", dataset=dataset_provenance, backbone=identity)
+
+
+def read_manifest(directory: str | Path) -> dict | None:
+    """The manifest of a complete cache entry, or None while the entry is missing or partial."""
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        return None
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file and a rename, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_manifest(directory: str | Path, manifest: dict) -> None:
+    """Mark a cache entry complete by writing its manifest last."""
+    text = json.dumps(_jsonable(manifest), indent=2, sort_keys=True)
+    atomic_write_bytes(Path(directory) / MANIFEST, text.encode("utf-8"))
+
+
+def _video_file(directory: Path, video: str) -> Path:
+    # Face-track names are file-safe in Aff-Wild2; anything else is hashed rather than trusted as a path.
+    safe = video if all(c.isalnum() or c in "-_." for c in video) and not video.startswith(".") else stable_hash(video)
+    return directory / f"{safe}.npz"
+
+
+def save_video_features(directory: str | Path, video: str, images: list[str], features: np.ndarray) -> None:
+    """Store one face track's features (float16 [k, D]) for its `images` (k relative paths), atomically."""
+    import io
+
+    features = np.asarray(features, dtype=np.float16)
+    if features.ndim != 2 or features.shape[0] != len(images):
+        raise ValueError(f"video '{video}': {len(images)} images but features {features.shape}")
+    buffer = io.BytesIO()
+    np.savez(buffer, features=features, images=np.asarray(images, dtype=str), video=np.asarray(video))
+    atomic_write_bytes(_video_file(Path(directory), video), buffer.getvalue())
+
+
+def load_video_features(directory: str | Path, video: str) -> tuple[list[str], np.ndarray] | None:
+    """(images, features float16 [k, D]) of one face track, or None when it has not been extracted."""
+    path = _video_file(Path(directory), video)
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        return [str(p) for p in data["images"]], data["features"]

@@ -1,0 +1,266 @@
+"""Stage 1: fine-tune the image backbone with new fully connected layers on frame labels of one fold.
+
+All parameters of the backbone and the new layers are updated with AdamW on the task's own masked loss.
+Only the fold's training videos are used (never a validation frame), optionally capped at
+``finetune.max_frames`` frames drawn with ``finetune.seed``. Frames are read from cached frame shards and
+decoded in DataLoader workers.
+
+The result is cached under ``<cache>/finetune/<key>/`` (key: dataset provenance, task, fold videos, backbone
+spec and base weights, preprocessing, every ``finetune`` option): ``backbone.safetensors`` (the backbone's
+state dict), ``manifest.json`` (written last) and, while training, ``epoch.pt`` (a checkpoint after every
+epoch, from which an interrupted run resumes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from affbench.train import feature_cache as cache
+from affbench.train.stage_inputs import (
+    StageInputs,
+    component_spec,
+    ensure_frame_shards,
+    load_stage_inputs,
+    select_frames,
+)
+
+log = logging.getLogger("affbench.finetune")
+
+WEIGHTS_FILE = "backbone.safetensors"
+EPOCH_CHECKPOINT = "epoch.pt"
+# The new fully connected layers: one hidden layer between the backbone feature and the task outputs.
+HEAD_HIDDEN = 256
+HEAD_DROPOUT = 0.1
+
+
+@dataclasses.dataclass
+class FinetuneResult:
+    """Where the fine-tuned backbone weights are and what identifies them."""
+
+    directory: Path
+    weights_path: Path
+    weights_id: str
+    manifest: dict
+    reused: bool
+
+
+def build_backbone(spec: Mapping[str, Any]) -> nn.Module:
+    """The backbone of a {name, options} spec, checked against the backbone contract."""
+    import affbench
+
+    spec = component_spec(spec)
+    backbone = affbench.create("backbone", spec["name"], **spec["options"])
+    for attr in ("out_dim", "preprocess", "weights_id"):
+        if not hasattr(backbone, attr):
+            raise TypeError(f"backbone '{spec['name']}' has no '{attr}'; a backbone factory must return an "
+                            "nn.Module with out_dim, preprocess and weights_id")
+    return backbone
+
+
+def to_image_tensor(image: np.ndarray, preprocess: Any) -> torch.Tensor:
+    """One uint8 HWC image -> the backbone's normalised float [3, S, S] input (runs in DataLoader workers)."""
+    from affbench.model import preprocess_images
+
+    if not image.flags.writeable:  # PIL hands out read-only views; torch wants memory it may own
+        image = image.copy()
+    return preprocess_images(image[None], preprocess)[0]
+
+
+def frame_loader(shards: Any, preprocess: Any, *, batch_size: int, workers: int, **options: Any):
+    """Batches of preprocessed frames from a FrameShards set, decoded in up to `workers` DataLoader workers."""
+    return shards.loader(batch_size, num_workers=min(int(workers), len(shards.shards)), decode="rgb",
+                         transform=functools.partial(to_image_tensor, preprocess=preprocess), **options)
+
+
+def finetune_key(config: Mapping[str, Any], inputs: StageInputs, backbone: nn.Module) -> str:
+    """Cache key of one fine-tune: everything that determines the weights it produces."""
+    spec = component_spec(config["backbone"])
+    options = {k: v for k, v in config["finetune"].items() if k not in ("enabled", "workers")}
+    return cache.stage_key(
+        "finetune",
+        dataset=inputs.dataset_provenance,
+        task=component_spec(config["task"]),
+        fold=inputs.fold_info,
+        backbone=cache.backbone_identity(spec, backbone.weights_id, backbone.preprocess),
+        options=options,
+    )
+
+
+def _training_records(inputs: StageInputs, max_frames: int | None, seed: int) -> tuple[list, int]:
+    """The fold's training records reduced to frames with an image and a valid label (capped by max_frames)."""
+    usable = [(r, r.has_image & np.asarray(r.valid, dtype=bool)) for r in inputs.train]
+    total = sum(int(keep.sum()) for _, keep in usable)
+    if total == 0:
+        raise ValueError(f"task '{inputs.task}' fold {inputs.fold}: no training frame has both a face image and "
+                         "a valid label; nothing to fine-tune on")
+    if max_frames is not None and total > max_frames:
+        # One seeded draw over all usable frames, so the subset does not depend on video order or count.
+        rng = np.random.default_rng(seed)
+        chosen = np.zeros(total, dtype=bool)
+        chosen[rng.choice(total, size=max_frames, replace=False)] = True
+        out, offset = [], 0
+        for record, keep in usable:
+            idx = np.flatnonzero(keep)
+            sub = np.zeros_like(keep)
+            sub[idx[chosen[offset:offset + idx.size]]] = True
+            offset += idx.size
+            out.append((record, sub))
+        usable, total = out, max_frames
+    return [select_frames(r, keep) for r, keep in usable if keep.any()], total
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_finetuned(backbone: nn.Module, weights_path: str | Path) -> nn.Module:
+    """Load fine-tuned weights (a safetensors state dict) into `backbone`; every key must match."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(weights_path))
+    backbone.load_state_dict(state, strict=True)
+    return backbone
+
+
+def finetuned_weights_id(weights_path: str | Path) -> str:
+    """Identity of fine-tuned weights: the sha256 of the weights file."""
+    return "sha256:" + cache.file_sha256(weights_path)
+
+
+def finetune(config: Mapping[str, Any], *, fold: int | None, quiet: bool = False,
+             inputs: StageInputs | None = None) -> FinetuneResult:
+    """Fine-tune the config's backbone on `fold`'s training frames, or reuse the cached result."""
+    from affbench.data.frame_shards import FrameShards
+    from affbench.train.checkpoints import (
+        capture_rng_state,
+        load_checkpoint,
+        model_state,
+        restore_rng_state,
+        save_checkpoint,
+    )
+
+    if config.get("backbone") is None:
+        raise ValueError("finetune: config key backbone is null; stage 1 needs an image backbone")
+    inputs = inputs or load_stage_inputs(config, fold)
+    ft = config["finetune"]
+    torch.manual_seed(int(ft["seed"]))
+    backbone = build_backbone(config["backbone"])
+    key = finetune_key(config, inputs, backbone)
+    directory = cache.stage_dir("finetune", key)
+    weights_path = directory / WEIGHTS_FILE
+    manifest = cache.read_manifest(directory)
+    if manifest is not None and weights_path.is_file():
+        return FinetuneResult(directory, weights_path, manifest["weights_id"], manifest, reused=True)
+
+    import affbench
+
+    task_spec = component_spec(config["task"])
+    task = affbench.create("task", task_spec["name"], **task_spec["options"])
+    records, n_frames = _training_records(inputs, ft["max_frames"], int(ft["seed"]))
+    shards_dir = ensure_frame_shards(
+        records, inputs.dataset, task=inputs.task, provenance=inputs.dataset_provenance,
+        selection={"stage": "finetune", "fold": inputs.fold_info, "max_frames": ft["max_frames"],
+                   "seed": int(ft["seed"])},
+        quiet=quiet,
+    )
+    shards = FrameShards(shards_dir)
+    device = _device()
+    head = _new_head(int(backbone.out_dim), int(task.out_dim))
+    model = nn.ModuleDict({"backbone": backbone, "head": head}).to(device)
+    task = task.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=float(ft["lr"]), weight_decay=float(ft["weight_decay"]))
+
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    checkpoint_path = directory / EPOCH_CHECKPOINT
+    if checkpoint_path.is_file():
+        state = load_checkpoint(checkpoint_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        restore_rng_state(state["rng"])
+        start_epoch = int(state["epoch"])
+        history = [dict(h) for h in state.get("history", [])]
+        if not quiet:
+            log.info("finetune: resuming %s after epoch %d", directory, start_epoch)
+
+    started = time.perf_counter()
+    for epoch in range(start_epoch, int(ft["epochs"])):
+        loader = frame_loader(shards, backbone.preprocess, batch_size=int(ft["batch_size"]),
+                              workers=int(ft["workers"]), shuffle_seed=int(ft["seed"]), epoch=epoch,
+                              pin_memory=device.type == "cuda")
+        loss_sum, seen = _train_epoch(model, task, optimizer, loader, device, n_frames,
+                                      desc=f"finetune {inputs.task} fold {inputs.fold} epoch {epoch + 1}",
+                                      quiet=quiet)
+        history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "frames": seen})
+        save_checkpoint({"model": model_state(model), "optimizer": optimizer.state_dict(),
+                         "rng": capture_rng_state(), "epoch": epoch + 1, "history": history}, checkpoint_path)
+
+    _save_weights(model["backbone"], weights_path)
+    weights_id = finetuned_weights_id(weights_path)
+    manifest = {
+        "stage": "finetune",
+        "key": key,
+        "weights_file": WEIGHTS_FILE,
+        "weights_id": weights_id,
+        "base": cache.backbone_identity(component_spec(config["backbone"]), backbone.weights_id,
+                                        backbone.preprocess),
+        "task": task_spec,
+        "fold": inputs.fold_info,
+        "dataset": inputs.dataset_provenance,
+        "options": dict(ft),
+        "frames_per_epoch": n_frames,
+        "history": history,
+        "seconds": round(time.perf_counter() - started, 3),
+        "device": str(device),
+    }
+    cache.write_manifest(directory, manifest)
+    checkpoint_path.unlink(missing_ok=True)
+    return FinetuneResult(directory, weights_path, weights_id, manifest, reused=False)
+
+
+def _new_head(in_dim: int, out_dim: int) -> nn.Module:
+    from affbench.model import MLPHead
+
+    return MLPHead(in_dim, out_dim, hidden=HEAD_HIDDEN, dropout=HEAD_DROPOUT, norm="none")
+
+
+def _train_epoch(model: nn.ModuleDict, task: nn.Module, optimizer: torch.optim.Optimizer, loader: Any,
+                 device: torch.device, n_frames: int, *, desc: str, quiet: bool) -> tuple[float, int]:
+    model.train()
+    amp = device.type == "cuda"
+    loss_sum, seen = 0.0, 0
+    with tqdm(total=n_frames, desc=desc, unit="frame", disable=quiet, leave=False) as bar:
+        for batch in loader:
+            images = batch["image"].to(device, non_blocking=True)
+            labels = batch["labels"].to(device, non_blocking=True)
+            valid = batch["valid"].to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                pred = model["head"](model["backbone"](images))
+            loss = task.loss(pred.float(), labels, valid)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += float(loss.detach()) * images.shape[0]
+            seen += images.shape[0]
+            bar.update(images.shape[0])
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
+    return loss_sum, seen
+
+
+def _save_weights(backbone: nn.Module, path: Path) -> None:
+    """The backbone's state dict as safetensors, written atomically (shared tensors stored once each)."""
+    from safetensors.torch import save
+
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in backbone.state_dict().items()}
+    cache.atomic_write_bytes(path, save(state))

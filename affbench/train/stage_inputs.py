@@ -1,0 +1,135 @@
+"""What the shared stages read: the dataset, one fold's train/validation records, and cached frame shards.
+
+Folds are built per task over the official train and validation videos together (grouped by source video);
+``fold=None`` means the official split. Frame shards are written from dataset records once per content key
+and reused by every later fine-tune or extraction that asks for the same frames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from affbench.data.records import VideoRecord
+from affbench.train import feature_cache as cache
+
+# Small enough that a few DataLoader workers each get a shard on small sets; ~50 MB on Aff-Wild2.
+MAX_FRAMES_PER_SHARD = 10000
+MIN_SHARDS = 4
+
+_datasets: dict[str, Any] = {}
+_datasets_lock = threading.Lock()
+
+
+@dataclasses.dataclass
+class StageInputs:
+    """One task's records of one fold, with the dataset they came from and its provenance."""
+
+    dataset: Any
+    dataset_provenance: dict
+    task: str
+    fold: int | None
+    train: list[VideoRecord]
+    validation: list[VideoRecord]
+    fold_info: dict
+
+    @property
+    def records(self) -> list[VideoRecord]:
+        """Train and validation records together, sorted by video name."""
+        return sorted([*self.train, *self.validation], key=lambda r: r.video)
+
+
+def component_spec(value: Any) -> dict:
+    """A config component (name or {name, options}) as {name, options}."""
+    if isinstance(value, str):
+        return {"name": value, "options": {}}
+    return {"name": value["name"], "options": dict(value.get("options") or {})}
+
+
+def task_name(config: Mapping[str, Any]) -> str:
+    """The config's task name."""
+    return component_spec(config["task"])["name"]
+
+
+def open_dataset(spec: Mapping[str, Any]) -> Any:
+    """The dataset plugin object for a {name, options} spec, built once per process and spec."""
+    import affbench
+
+    spec = component_spec(spec)
+    key = cache.stable_hash(spec)
+    with _datasets_lock:
+        if key not in _datasets:
+            _datasets[key] = affbench.create("dataset", spec["name"], **spec["options"])
+        return _datasets[key]
+
+
+def dataset_provenance(dataset: Any) -> dict:
+    """The dataset's provenance (for every task), as plain JSON values."""
+    return cache._jsonable(dataset.provenance())
+
+
+def load_stage_inputs(config: Mapping[str, Any], fold: int | None) -> StageInputs:
+    """The config's dataset and task records split into train/validation for `fold` (None: official split)."""
+    from affbench.data.folds import make_folds, split_records
+
+    data = config["data"]
+    dataset = open_dataset(data["dataset"])
+    task = task_name(config)
+    official_train = list(dataset.videos(task, "train"))
+    official_val = list(dataset.videos(task, "validation"))
+    if fold is None:
+        train, validation = official_train, official_val
+        info: dict[str, Any] = {"fold": None, "split": "official"}
+    else:
+        k = int(data["folds"])
+        if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < k:
+            raise ValueError(f"fold must be an integer in 0..{k - 1} (data.folds = {k}) or None, got {fold!r}")
+        records = sorted([*official_train, *official_val], key=lambda r: r.video)
+        folds = make_folds(records, k=k, seed=int(data["fold_seed"]))
+        train, validation = split_records(records, folds[fold])
+        info = {"fold": fold, "k": k, "seed": int(data["fold_seed"])}
+    info["train"] = [r.video for r in train]
+    info["validation"] = [r.video for r in validation]
+    return StageInputs(dataset, dataset_provenance(dataset), task, fold, train, validation, info)
+
+
+def select_frames(record: VideoRecord, keep: np.ndarray) -> VideoRecord:
+    """A copy of `record` whose images are blanked where `keep` is False (those frames get no frame sample)."""
+    images = [img if k else "" for img, k in zip(record.images, keep, strict=True)]
+    return VideoRecord(record.video, record.source, images, record.labels, record.valid)
+
+
+def frames_maxcount(n_images: int) -> int:
+    """Samples per frame shard: at most MAX_FRAMES_PER_SHARD, and at least MIN_SHARDS shards when possible."""
+    return max(1, min(MAX_FRAMES_PER_SHARD, math.ceil(n_images / MIN_SHARDS)))
+
+
+def ensure_frame_shards(
+    records: Sequence[VideoRecord],
+    dataset: Any,
+    *,
+    task: str,
+    provenance: Mapping[str, Any],
+    selection: Mapping[str, Any],
+    quiet: bool = False,
+) -> Path:
+    """The frame-shard set of `records` (cached by dataset provenance, task, videos and `selection`)."""
+    from affbench.data.frame_shards import write_frame_shards
+
+    images = [(r.video, tuple(r.images)) for r in records]
+    key = cache.stage_key("frames", dataset=provenance, task=task, selection=selection,
+                          images=cache.stable_hash(images, length=64))
+    directory = cache.stage_dir("frames", key)
+    if cache.read_manifest(directory) is None:
+        n_images = sum(int(r.has_image.sum()) for r in records)
+        if n_images == 0:
+            raise ValueError(f"task '{task}': the selected videos hold no face image to write as frame shards")
+        write_frame_shards(records, dataset.image_root, directory, task=task, dataset_provenance=provenance,
+                           maxcount=frames_maxcount(n_images), quiet=quiet)
+    return directory
