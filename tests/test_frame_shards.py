@@ -174,3 +174,24 @@ def test_crash_mid_write_keeps_previous_set(dataset, tmp_path):
         write(crashing(), root, out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cropped_aligned", "frames"]
+
+
+def test_shard_frames_command(tmp_path, capsys):
+    from pathlib import Path
+
+    import affbench
+    from affbench.cli import main
+
+    root = Path(__file__).parent / "fixtures" / "affwild2" / "root"
+    out = tmp_path / "va_train"
+    assert main(["--quiet", "shard", "frames", "--root", str(root), "--task", "va", "--split", "train", "--out", str(out)]) == 0
+    dataset = affbench.create("dataset", "affwild2", root=str(root))
+    records = dataset.videos("va", "train")
+    reader = FrameShards(out)
+    got = list(reader)
+    assert [s["key"] for s in got] == [f"{r.video}/{i + 1:05d}" for r, i in expected(records)]
+    assert all(s["jpg"] == (dataset.image_root / f"{s['key']}.jpg").read_bytes() for s in got)
+    assert reader.provenance["task"] == "va" and reader.provenance["dataset"]["split"] == "train"
+    assert main(["--quiet", "shard", "frames", "--root", str(tmp_path / "nowhere"), "--task", "va",
+                 "--split", "train", "--out", str(tmp_path / "x")]) == 2
+    assert "affbench shard frames: error:" in capsys.readouterr().err

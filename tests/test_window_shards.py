@@ -425,3 +425,37 @@ def test_bad_inputs_are_named(tmp_path):
     with pytest.raises(ValueError, match="no samples"):
         write(tmp_path / "e", vids=[])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_shard_windows_command(tmp_path, capsys):
+    import affbench
+    from affbench.cli import main
+
+    root = pathlib.Path(__file__).parent / "fixtures" / "affwild2" / "root"
+    records = affbench.create("dataset", "affwild2", root=str(root)).videos("va", "train")
+    feats = tmp_path / "feats"
+    feats.mkdir()
+    rng = np.random.default_rng(0)
+    for record in records:
+        np.save(feats / f"{record.video}.npy", rng.normal(size=(record.n_frames, 4)).astype(np.float32))
+    out = tmp_path / "windows"
+    args = ["--quiet", "shard", "windows", "--root", str(root), "--task", "va", "--split", "train",
+            "--features", str(feats), "--backbone", "mine", "--weights-id", "sha256:1", "--window", "3",
+            "--stride", "2", "--out", str(out)]
+    assert main(args) == 0
+    reader = WindowShards(out, expect={"backbone": {"name": "mine", "weights_id": "sha256:1"}, "window": 3,
+                                       "missing_faces": "mask", "task": "va"})
+    windows = list(reader.iter_windows())
+    assert {w["video"] for w in windows} == {r.video for r in records}
+    for record in records:
+        mine = [w for w in windows if w["video"] == record.video]
+        feature = np.load(feats / f"{record.video}.npy").astype(np.float16)
+        for w in mine:
+            real = w["frames"] > 0
+            idx = w["frames"][real] - 1
+            np.testing.assert_array_equal(w["mask"][real], record.has_image[idx])
+            np.testing.assert_array_equal(w["features"][real][w["mask"][real]], feature[idx][record.has_image[idx]])
+    (feats / f"{records[0].video}.npy").unlink()
+    assert main(args) == 2
+    assert f"{records[0].video}.npy is missing" in capsys.readouterr().err
+    assert len(list(WindowShards(out).iter_windows())) == len(windows), "the failed run kept the previous set"
