@@ -13,6 +13,7 @@ import sys
 CLI_MODULES = [
     "affbench.cli_components",
     "affbench.data.cli",
+    "affbench.data.shard_cli",
 ]
 
 
