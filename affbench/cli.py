@@ -14,6 +14,7 @@ CLI_MODULES = [
     "affbench.cli_components",
     "affbench.data.cli",
     "affbench.data.shard_cli",
+    "affbench.train.cli",
 ]
 
 

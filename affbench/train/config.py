@@ -93,6 +93,8 @@ SCHEMA: dict[str, Any] = {
         "head": {
             "hidden": _k("int|null", 256, "MLP head hidden width (null: a single linear layer)"),
             "dropout": _k("float", 0.3, "MLP head dropout"),
+            "norm": _k("str", "batch", "MLP head normalisation (batch: mask-aware BatchNorm, as the paper)",
+                       choices=("batch", "layer", "none")),
         },
     },
     "train": {
@@ -108,6 +110,8 @@ SCHEMA: dict[str, Any] = {
         "grad_clip": _k("float|null", None, "clip the gradient norm to this value (null: no clipping)"),
         "seed": _k("int", 0, "seed of weights, data order, dropout"),
         "workers": _k("int", 0, "stage 3 data-loader workers per process"),
+        "threads": _k("int|null", None, "CPU threads for torch in stage 3 (null: torch's default); tiny models "
+                      "run fastest with 1"),
         "checkpoint_every": _k("int|null", None, "also save last.pt every N optimizer steps (null: per epoch)"),
         "resampled_len": _k("int|null", None, "windows per epoch per process (null: one pass over the shards)"),
     },
@@ -427,7 +431,7 @@ def _check_values(config: Config) -> None:
                               f"got {value}")
 
     for path in ("data.window", "data.stride", "data.folds", "finetune.batch_size", "extract.batch_size",
-                 "train.batch_size", "eval.batch_size", "train.checkpoint_every", "train.resampled_len",
+                 "train.batch_size", "eval.batch_size", "train.checkpoint_every", "train.resampled_len", "train.threads",
                  "train.early_stopping", "eval.smoothing"):
         positive(path)
     for path in ("train.epochs", "finetune.epochs", "train.lr", "train.weight_decay", "train.warmup_epochs",
@@ -471,12 +475,29 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None, *,
     return resolve(merged, source=src, path=str(path), check_components=check_components)
 
 
+def find_config(name: str | Path) -> Path:
+    """A config path: an existing file, or a built-in config such as ``synthaffect/va/ours`` (``.yaml`` optional)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    try:
+        import affbench_configs
+
+        root = Path(affbench_configs.__file__).parent
+    except ImportError:  # a source tree without the installed package
+        root = Path(__file__).resolve().parents[2] / "configs"
+    for candidate in (root / str(name), root / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"config not found: {name} (neither a file nor a built-in config under {root})")
+
+
 def as_config(config: Config | Mapping[str, Any] | str | Path) -> Config:
     """A Config from a path, a raw mapping or an already-resolved Config (returned as is)."""
     if isinstance(config, Config):
         return config
     if isinstance(config, (str, Path)):
-        return load_config(config)
+        return load_config(find_config(config))
     return resolve(config)
 
 

@@ -1,0 +1,130 @@
+"""`affbench train`, `affbench evaluate`, `affbench predict`: stage 3 and its outputs from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["train.lr=1e-3", "data.dataset.options.root=/data"]`` -> {"train.lr": 0.001, ...} (values read as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--set expects KEY=VALUE (e.g. train.lr=1e-4), got {item!r}")
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    return out
+
+
+def _fold(value: str) -> int | None:
+    if value in ("official", "none", "null"):
+        return None
+    try:
+        fold = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--fold expects an integer K or 'official', got {value!r}") from None
+    if fold < 0:
+        raise argparse.ArgumentTypeError(f"--fold must be >= 0, got {fold}")
+    return fold
+
+
+def _checkpoint(path: str) -> Path:
+    """A checkpoint file, or a run directory (its best.pt)."""
+    p = Path(path)
+    return p / "best.pt" if p.is_dir() else p
+
+
+def _print(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, indent=2, sort_keys=True, default=str))
+        return
+    metrics = result.get("metrics") or {}
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float) and "_AU" not in k)
+    where = result.get("run_dir") or result.get("checkpoint")
+    print(f"{where}: {shown} ({metrics.get('frames', '?')} frames)")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from affbench.train.config import find_config, load_config
+    from affbench.train.trainer import train
+
+    config = load_config(find_config(args.config), parse_overrides(args.set))
+    result = train(config, fold=args.fold, out_dir=args.out, resume=args.resume, quiet=args.quiet)
+    from affbench.train.distributed import init_distributed
+
+    if init_distributed().is_main:
+        _print(result, args.json)
+    return 0
+
+
+def _config_arg(args: argparse.Namespace):
+    if not args.config:
+        return None
+    from affbench.train.config import find_config, load_config
+
+    return load_config(find_config(args.config), parse_overrides(args.set))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from affbench.train.evaluate import evaluate
+
+    result = evaluate(_checkpoint(args.checkpoint), config=_config_arg(args), fold=args.fold, split=args.split,
+                      smoothing=args.smoothing, quiet=args.quiet)
+    _print(result, args.json)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from affbench.train.evaluate import predict
+
+    checkpoint = _checkpoint(args.checkpoint)
+    out = args.out or checkpoint.parent
+    result = predict(checkpoint, out, config=_config_arg(args), fold=args.fold, split=args.split,
+                     smoothing=args.smoothing, order_file=args.order, quiet=args.quiet)
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True, default=str))
+    elif "submission" in result:
+        print(f"predictions: {result['predictions']}\nsubmission: {result['submission']} ({result['rows']} rows"
+              f"{', ' + str(result['filled']) + ' filled from the nearest frame' if result['filled'] else ''})")
+    return 0
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fold", type=_fold, default=None,
+                   help="fold K of the K-fold split, or 'official' (default) for the official train/validation")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set train.lr=1e-4 (repeatable; values read as YAML)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+
+
+def add_commands(subparsers) -> None:
+    """Register train, evaluate and predict."""
+    p = subparsers.add_parser("train", help="stage 3: temporal model on window shards (runs stages 1-2 if needed)",
+                              description="Train the temporal stack and head of CONFIG (a YAML file or a built-in "
+                                          "name such as synthaffect/va/ours); torchrun runs it data-parallel.")
+    p.add_argument("config", help="config file, or built-in config name (e.g. paper/va/ours)")
+    p.add_argument("--out", default="runs", help="runs root; the run directory is OUT/<task>/<name>/fold<K>")
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's last.pt")
+    _add_common(p)
+    p.set_defaults(func=cmd_train)
+
+    for name, helptext in (("evaluate", "metrics of a trained checkpoint on a split (every labelled frame once)"),
+                           ("predict", "per-frame predictions CSV and ABAW submission file")):
+        p = subparsers.add_parser(name, help=helptext, description=helptext)
+        p.add_argument("checkpoint", help="best.pt / last.pt, or a run directory (uses its best.pt)")
+        p.add_argument("--config", help="config to use instead of the one stored in the checkpoint")
+        p.add_argument("--split", default="validation", choices=("train", "validation"))
+        p.add_argument("--smoothing", type=int, default=None,
+                       help="temporal smoothing window in frames (default: the config's eval.smoothing)")
+        if name == "predict":
+            p.add_argument("--out", default=None, help="output directory (default: the checkpoint's directory)")
+            p.add_argument("--order", default=None,
+                           help="organisers' sample file: write submission rows in its image_location order")
+        _add_common(p)
+        p.set_defaults(func=cmd_evaluate if name == "evaluate" else cmd_predict)

@@ -1,0 +1,413 @@
+"""Whole-video evaluation and prediction: window outputs merged per frame, every labelled frame scored once.
+
+The model runs on every window of a split; overlapping window outputs are averaged per frame, so each frame of
+each video has exactly one output, frames without a face included (their features are masked, the temporal
+model still predicts them from their neighbours). Metrics are computed over all valid frames of the split at
+once, as ABAW scores them. Optional temporal smoothing (mode filter for EXPR classes, moving average for VA
+values and for AU probabilities) and per-AU thresholds tuned on the validation split only.
+
+Under DDP every rank reads the split's windows, runs the batches ``j`` with ``j % world_size == rank`` (batch
+composition is the same as in one process) and the outputs are gathered and merged in (video, start) order,
+so the metrics equal the single-process ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from affbench.data.windows import VideoPredictionMerger
+from affbench.train import distributed as D
+
+SUBMISSION_NAMES = {"va": "VA_submission.txt", "expr": "EXPR_submission.txt", "au": "AU_submission.txt"}
+
+
+@dataclass
+class VideoOutputs:
+    """Per-video merged model outputs and the frame labels read from the same windows."""
+
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)  # video -> float32 [n, out_dim]
+    labels: dict[str, np.ndarray] = field(default_factory=dict)  # video -> float32 [n, label_dim]
+    valid: dict[str, np.ndarray] = field(default_factory=dict)  # video -> bool [n]
+    has_face: dict[str, np.ndarray] = field(default_factory=dict)  # video -> bool [n] (frame had a feature)
+
+    @property
+    def videos(self) -> list[str]:
+        return sorted(self.outputs)
+
+    @property
+    def n_labelled(self) -> int:
+        """Valid (scored) frames over all videos."""
+        return int(sum(v.sum() for v in self.valid.values()))
+
+
+# -- running the model over windows ---------------------------------------------------------------------------
+
+
+def _batches(windows: Iterable[dict[str, Any]], batch_size: int) -> Iterable[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for w in windows:
+        batch.append(w)
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _autocast(device: torch.device, amp: str):
+    if device.type == "cuda" and amp in ("bf16", "fp16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+    return torch.autocast(device.type, enabled=False)
+
+
+@torch.no_grad()
+def run_windows(model: torch.nn.Module, windows: Iterable[dict[str, Any]], *, device: torch.device,
+                batch_size: int = 64, amp: str = "none", rank: int = 0, world_size: int = 1,
+                quiet: bool = True, total: int | None = None) -> VideoOutputs:
+    """Run `model` on every window (dicts as ``WindowShards.iter_windows`` yields), merge outputs per frame."""
+    was_training = model.training
+    model.eval()
+    mine: list[tuple[str, int, int, np.ndarray, np.ndarray]] = []
+    labels: dict[str, np.ndarray] = {}
+    valid: dict[str, np.ndarray] = {}
+    has_face: dict[str, np.ndarray] = {}
+    bar = tqdm(total=total, desc="evaluate", unit="window", disable=quiet or rank != 0, leave=False)
+    try:
+        for j, batch in enumerate(_batches(windows, batch_size)):
+            for w in batch:  # labels come from every window on every rank: no need to gather them
+                _record_labels(w, labels, valid, has_face)
+            bar.update(len(batch))
+            if j % world_size != rank:
+                continue
+            feats = torch.from_numpy(np.stack([w["features"] for w in batch]))
+            mask = torch.from_numpy(np.stack([w["mask"] for w in batch]))
+            with _autocast(device, amp):
+                out = model(feats.to(device, non_blocking=True).float(), mask.to(device, non_blocking=True))
+            out = out.float().cpu().numpy()
+            for i, w in enumerate(batch):
+                mine.append((w["video"], int(w["start"]), int(w["n_frames"]), np.asarray(w["frames"]), out[i]))
+    finally:
+        bar.close()
+        model.train(was_training)
+    gathered = [item for part in D.all_gather_objects(mine) for item in part]
+    # A fixed merge order makes the float sums independent of how windows were spread over ranks.
+    gathered.sort(key=lambda item: (item[0], item[1]))
+    merger = VideoPredictionMerger()
+    for video, _start, n_frames, frames, out in gathered:
+        merger.add(video, out, frames, n_frames)
+    outputs = merger.results()
+    missing = sorted(set(labels) - set(outputs))
+    if missing:
+        raise RuntimeError(f"no model output for video(s) {', '.join(missing[:5])}")
+    return VideoOutputs(outputs=outputs, labels=labels, valid=valid, has_face=has_face)
+
+
+def _record_labels(w: Mapping[str, Any], labels: dict, valid: dict, has_face: dict) -> None:
+    video, n = w["video"], int(w["n_frames"])
+    if video not in labels:
+        labels[video] = np.zeros((n, w["labels"].shape[1]), np.float32)
+        valid[video] = np.zeros(n, bool)
+        has_face[video] = np.zeros(n, bool)
+    frames = np.asarray(w["frames"]).astype(np.int64)
+    real = frames > 0
+    idx = frames[real] - 1
+    labels[video][idx] = w["labels"][real]
+    valid[video][idx] = w["valid"][real]
+    has_face[video][idx] = w["mask"][real]
+
+
+# -- from outputs to submission values ------------------------------------------------------------------------
+
+
+def moving_average(x: np.ndarray, window: int) -> np.ndarray:
+    """Centred moving average along axis 0 (the window shrinks at the ends), float64 in, same shape out."""
+    x = np.asarray(x, dtype=np.float64)
+    if window <= 1 or x.shape[0] == 0:
+        return x.copy()
+    n = x.shape[0]
+    half_lo, half_hi = (window - 1) // 2, window // 2
+    csum = np.concatenate([np.zeros((1, *x.shape[1:])), np.cumsum(x, axis=0)], axis=0)
+    lo = np.clip(np.arange(n) - half_lo, 0, n)
+    hi = np.clip(np.arange(n) + half_hi + 1, 0, n)
+    counts = (hi - lo).reshape(-1, *([1] * (x.ndim - 1)))
+    return (csum[hi] - csum[lo]) / counts
+
+
+def mode_filter(labels: np.ndarray, window: int, n_classes: int) -> np.ndarray:
+    """Centred mode filter of class indices [n] (ties go to the lowest class index)."""
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if window <= 1 or labels.size == 0:
+        return labels.copy()
+    onehot = np.eye(n_classes, dtype=np.float64)[labels]
+    counts = moving_average(onehot, window)
+    return counts.argmax(axis=1)
+
+
+def _np(x: Any) -> np.ndarray | None:
+    if x is None:
+        return None
+    if isinstance(x, torch.Tensor):
+        return x.detach().float().cpu().numpy() if x.is_floating_point() else x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def task_probabilities(task: Any, raw: np.ndarray) -> np.ndarray | None:
+    """The task's per-frame probabilities (EXPR softmax, AU sigmoid; None for VA)."""
+    return _np(task.probabilities(torch.from_numpy(np.asarray(raw, np.float32))))
+
+
+def frame_values(task: Any, raw: np.ndarray, *, smoothing: int | None = None,
+                 thresholds: Sequence[float] | None = None) -> np.ndarray:
+    """Submission values [n, label_dim] of one video from its merged raw outputs [n, out_dim]."""
+    raw = np.asarray(raw, np.float32)
+    name = getattr(task, "name", "")
+    window = int(smoothing or 0)
+    if name == "au":
+        prob = task_probabilities(task, raw)
+        if window > 1:
+            prob = moving_average(prob, window)
+        thr = np.asarray(thresholds if thresholds is not None else _thresholds(task), np.float64)
+        return (prob >= thr).astype(np.float32)
+    if name == "expr" and window > 1:
+        classes = raw.argmax(axis=1)
+        return mode_filter(classes, window, raw.shape[1]).astype(np.float32).reshape(-1, 1)
+    values = _np(task.postprocess(torch.from_numpy(raw))).astype(np.float32)
+    values = values.reshape(raw.shape[0], -1)
+    if name == "va" and window > 1:
+        values = np.clip(moving_average(values, window), -1.0, 1.0).astype(np.float32)
+    return values
+
+
+def _thresholds(task: Any) -> np.ndarray:
+    thr = getattr(task, "thresholds", None)
+    if thr is None:
+        return np.full(int(task.out_dim), 0.5)
+    return _np(thr).astype(np.float64)
+
+
+def tune_thresholds(task: Any, outputs: VideoOutputs, *, smoothing: int | None = None) -> list[float] | None:
+    """Per-AU thresholds that maximise F1 on these (validation) outputs; None for tasks without thresholds."""
+    if getattr(task, "name", "") != "au" or not hasattr(task, "tune_thresholds"):
+        return None
+    probs, targets = [], []
+    for video in outputs.videos:
+        prob = task_probabilities(task, outputs.outputs[video])
+        if smoothing and smoothing > 1:
+            prob = moving_average(prob, int(smoothing))
+        keep = outputs.valid[video]
+        probs.append(prob[keep])
+        targets.append(outputs.labels[video][keep])
+    prob_all, target_all = np.concatenate(probs), np.concatenate(targets)
+    tuned = task.tune_thresholds(torch.from_numpy(prob_all.astype(np.float32)), torch.from_numpy(target_all))
+    thr = tuned if tuned is not None else task.thresholds
+    return [float(t) for t in _np(thr).reshape(-1)]
+
+
+def set_thresholds(task: Any, thresholds: Sequence[float] | None) -> None:
+    """Install per-AU thresholds on the task (ignored for tasks without thresholds)."""
+    if thresholds is None or not hasattr(task, "thresholds"):
+        return
+    current = task.thresholds
+    value = torch.as_tensor(list(thresholds), dtype=torch.float32)
+    if isinstance(current, torch.Tensor):
+        with torch.no_grad():
+            current.copy_(value.to(current.device))
+    else:
+        task.thresholds = value
+
+
+def score(task: Any, outputs: VideoOutputs, *, smoothing: int | None = None,
+          thresholds: Sequence[float] | None = None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """(metrics over all valid frames of the split at once, submission values per video)."""
+    values = {v: frame_values(task, outputs.outputs[v], smoothing=smoothing, thresholds=thresholds)
+              for v in outputs.videos}
+    pred = [values[v][outputs.valid[v]] for v in outputs.videos]
+    target = [outputs.labels[v][outputs.valid[v]] for v in outputs.videos]
+    n = int(sum(len(p) for p in pred))
+    if n == 0:
+        raise ValueError("no valid labelled frame in the split; nothing to score")
+    metrics = {k: float(v) for k, v in task.metrics(np.concatenate(pred), np.concatenate(target)).items()}
+    metrics["frames"] = n
+    return metrics, values
+
+
+# -- files -----------------------------------------------------------------------------------------------------
+
+
+def _fmt(x: float, integer: bool) -> str:
+    return str(int(round(x))) if integer else f"{x:.6f}"
+
+
+def write_predictions_csv(task: Any, outputs: VideoOutputs, values: Mapping[str, np.ndarray],
+                          path: str | Path) -> Path:
+    """Per-frame predictions: video, frame, face, prediction column(s), probabilities (EXPR, AU)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    name = getattr(task, "name", "")
+    label_names = list(task.label_names)
+    pred_cols = ["expression"] if name == "expr" else label_names
+    integer = name in ("expr", "au")
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        probs_header = [f"p_{c}" for c in label_names] if name in ("expr", "au") else []
+        writer.writerow(["video", "frame", "face", *pred_cols, *probs_header])
+        for video in sorted(values):
+            vals = values[video]
+            prob = task_probabilities(task, outputs.outputs[video]) if probs_header else None
+            face = outputs.has_face.get(video)
+            for i in range(vals.shape[0]):
+                row = [video, i + 1, int(face[i]) if face is not None else ""]
+                row += [_fmt(x, integer) for x in vals[i]]
+                if prob is not None:
+                    row += [f"{p:.6f}" for p in prob[i]]
+                writer.writerow(row)
+    os.replace(tmp, path)
+    return path
+
+
+def read_order_file(path: str | Path) -> list[str]:
+    """The ``image_location`` column of an organisers' sample file (header line skipped)."""
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for i, line in enumerate(handle):
+            line = line.strip()
+            if not line:
+                continue
+            first = line.split(",", 1)[0]
+            if i == 0 and first == "image_location":
+                continue
+            rows.append(first)
+    return rows
+
+
+def _parse_location(location: str, where: str) -> tuple[str, int]:
+    video, _, image = location.rpartition("/")
+    stem = image.rsplit(".", 1)[0]
+    if not video or not stem.isdigit():
+        raise ValueError(f"{where}: image_location {location!r} is not <video>/<NNNNN>.jpg")
+    return video, int(stem)
+
+
+def write_submission(task: Any, values: Mapping[str, np.ndarray], path: str | Path, *,
+                     order: Sequence[str] | None = None) -> dict[str, int]:
+    """An ABAW submission file: ``image_location,<columns>``, one row per frame of every listed video.
+
+    Without `order` every frame of every video is written (sorted videos, frames 1..n, faces or not). With
+    `order` (the sample file's image_location column) rows follow it; a listed frame past a video's last
+    predicted frame takes the last frame's value (image folders can list more frames than were annotated).
+    Returns counts: rows written and rows filled from a neighbour.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    name = getattr(task, "name", "")
+    integer = name in ("expr", "au")
+    columns = list(task.label_names)
+    if order is None:
+        order = [f"{v}/{i:05d}.jpg" for v in sorted(values) for i in range(1, values[v].shape[0] + 1)]
+    filled = 0
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as handle:
+        handle.write(",".join(["image_location", *columns]) + "\n")
+        for location in order:
+            video, frame = _parse_location(location, str(path))
+            if video not in values:
+                raise KeyError(f"{path}: no predictions for video '{video}' listed in the order file")
+            vals = values[video]
+            index = frame - 1
+            if not 0 <= index < vals.shape[0]:
+                index = min(max(index, 0), vals.shape[0] - 1)
+                filled += 1
+            row = vals[index]
+            if name == "expr":
+                row = row[:1]
+            handle.write(",".join([location, *(_fmt(x, integer) for x in row)]) + "\n")
+    os.replace(tmp, path)
+    return {"rows": len(order), "filled": filled}
+
+
+# -- evaluate / predict from a checkpoint -----------------------------------------------------------------------
+
+
+def load_trained(checkpoint: str | Path, config: Any = None, *, device: torch.device | None = None):
+    """(config, model, checkpoint dict) from a ``best.pt``/``last.pt`` (config from the checkpoint if not given)."""
+    from affbench.train.checkpoints import CheckpointError, load_checkpoint
+    from affbench.train.config import as_config, resolve
+    from affbench.train.trainer import build_model
+
+    ckpt = load_checkpoint(checkpoint)
+    if config is None:
+        if "config" not in ckpt:
+            raise CheckpointError(f"{checkpoint}: holds no config; pass the run's config file")
+        config = resolve(ckpt["config"], path=f"{checkpoint}:config")
+    else:
+        config = as_config(config)
+    feature_dim = ckpt.get("feature_dim") or config.get("feature_dim")
+    if feature_dim is None:
+        raise CheckpointError(f"{checkpoint}: holds no feature_dim; it is not a stage-3 checkpoint")
+    model = build_model(config, int(feature_dim))
+    try:
+        model.load_state_dict(ckpt["model"])
+    except (KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"{checkpoint}: weights do not fit the model of this config: "
+                              f"{str(exc).splitlines()[0]}") from None
+    set_thresholds(model.task, ckpt.get("thresholds"))
+    model.to(device or D.default_device())
+    return config, model, ckpt
+
+
+def _split_outputs(config: Any, model: torch.nn.Module, *, fold: int | None, split: str, data: Any,
+                   quiet: bool) -> VideoOutputs:
+    if split not in ("train", "validation"):
+        raise ValueError(f"split must be 'train' or 'validation', got {split!r}")
+    from affbench.data.window_shards import WindowShards
+    from affbench.train.trainer import split_dir, window_data
+
+    data = window_data(config, fold=fold, quiet=quiet, data=data)
+    shards = WindowShards(split_dir(data, split))
+    info = D.init_distributed()
+    return run_windows(model, shards.iter_windows(), device=next(model.parameters()).device,
+                       batch_size=config["eval"]["batch_size"], amp=config["train"]["amp"], rank=info.rank,
+                       world_size=info.world_size, quiet=quiet, total=len(shards))
+
+
+def evaluate(checkpoint: str | Path, *, config: Any = None, fold: int | None = None, split: str = "validation",
+             smoothing: int | None = None, data: Any = None, quiet: bool = False) -> dict:
+    """Metrics of a trained checkpoint on a split: whole videos, every labelled frame once."""
+    config, model, ckpt = load_trained(checkpoint, config)
+    fold = ckpt.get("fold") if fold is None else fold
+    outputs = _split_outputs(config, model, fold=fold, split=split, data=data, quiet=quiet)
+    window = smoothing if smoothing is not None else config["eval"]["smoothing"]
+    metrics, _ = score(model.task, outputs, smoothing=window)
+    return {"checkpoint": str(checkpoint), "split": split, "fold": fold, "smoothing": window,
+            "task": model.task.name, "primary_metric": model.task.primary_metric, "metrics": metrics}
+
+
+def predict(checkpoint: str | Path, out_dir: str | Path, *, config: Any = None, fold: int | None = None,
+            split: str = "validation", smoothing: int | None = None, order_file: str | Path | None = None,
+            data: Any = None, quiet: bool = False) -> dict:
+    """Per-frame predictions CSV and an ABAW submission file for every frame of every video of a split."""
+    config, model, ckpt = load_trained(checkpoint, config)
+    fold = ckpt.get("fold") if fold is None else fold
+    outputs = _split_outputs(config, model, fold=fold, split=split, data=data, quiet=quiet)
+    window = smoothing if smoothing is not None else config["eval"]["smoothing"]
+    values = {v: frame_values(model.task, outputs.outputs[v], smoothing=window) for v in outputs.videos}
+    out_dir = Path(out_dir)
+    result: dict[str, Any] = {"checkpoint": str(checkpoint), "split": split, "fold": fold, "smoothing": window}
+    if D.init_distributed().is_main:
+        task = model.task
+        csv_path = write_predictions_csv(task, outputs, values, out_dir / f"predictions.{split}.csv")
+        order = read_order_file(order_file) if order_file else None
+        sub_path = out_dir / SUBMISSION_NAMES.get(task.name, f"{task.name}_submission.txt")
+        counts = write_submission(task, values, sub_path, order=order)
+        result.update(predictions=str(csv_path), submission=str(sub_path), **counts)
+    return result
