@@ -3,7 +3,9 @@
 Merge rule (the only one): a file's ``include:`` (a path or a list of paths, relative to that file) is loaded
 first, in the order listed (a later include wins over an earlier one), then the file's own values are merged on
 top. Mappings merge key by key, recursively; lists and scalars replace the earlier value whole; ``null`` is a
-value like any other (it replaces, it never deletes). Overrides given to :func:`load_config` are merged last with
+value like any other (it replaces, it never deletes). One refinement for components: a component mapping
+(``{name, options}``) that names a *different* component replaces the earlier one whole, since another
+component's options would not apply to it. Overrides given to :func:`load_config` are merged last with
 the same rule.
 
 Every leaf remembers which file (and line) set it, so an error reads e.g.
@@ -210,7 +212,7 @@ def _merge(base: dict[str, Any], base_src: dict[str, str], top: Mapping[str, Any
     """Merge `top` into `base` in place with the documented rule, carrying the source of every key."""
     for key, value in top.items():
         path = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict) and not _other_component(base[key], value):
             if path in top_src:
                 base_src.setdefault(path, top_src[path])
             _merge(base[key], base_src, value, top_src, path)
@@ -222,6 +224,12 @@ def _merge(base: dict[str, Any], base_src: dict[str, str], top: Mapping[str, Any
         for p, s in top_src.items():
             if p == path or p.startswith(path + "."):
                 base_src[p] = s
+
+
+def _other_component(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether `new` names a different component than `old` (then it replaces it whole, options included)."""
+    return "name" in new and "name" in old and new["name"] != old["name"] and (
+        isinstance(old.get("options", {}), Mapping) or isinstance(new.get("options", {}), Mapping))
 
 
 def _load_tree(path: Path, stack: tuple[Path, ...], included_from: str | None) -> tuple[dict, dict[str, str]]:
