@@ -189,3 +189,19 @@ def test_frames_without_label_texts_formats_float32_shortest():
     assert rows == [["v_left", "1", "imgs/v_left/00001.jpg", "1", "0.25", "-5"],
                     ["v_left", "2", "", "0", "0.1", "1"]]
     assert format_label_value(3.0) == "3"
+
+
+@pytest.mark.parametrize("task,body", [
+    ("va", ["0.5,0.5", " 0.25 , -0.125 ", "0.5,0.5", "-5,-5", "1e-1,-1E0", "+0.3,.7"]),
+    ("expr", ["0", "7", "-1", " 3 ", "0", "+2"]),
+    ("au", ["0,1,0,1,0,1,0,1,0,1,0,1", "-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1", "0,1,0,1,0,1,0,1,0,1,0,1",
+            "1, 1,1,1,1,1,1,1,1,1,1 ,1"]),
+])
+def test_vectorised_parse_equals_line_by_line(task, body):
+    header = ",".join(layout.FILE_HEADERS[task])
+    parsed = layout.parse_annotation_bytes("v.txt", ("\n".join([header, *body]) + "\n").encode(), task)
+    labels, valid = layout._parse_lines(Path("v.txt"), body, task)
+    np.testing.assert_array_equal(parsed.labels, labels)
+    np.testing.assert_array_equal(parsed.valid, valid)
+    assert parsed.labels.dtype == np.float32
+    assert parsed.texts[1] == tuple(field.strip() for field in body[1].split(","))

@@ -203,17 +203,22 @@ def resolve_layout(
 # -- parsing one file ---------------------------------------------------------------------------------------------
 @dataclass
 class AnnotationFile:
-    """One parsed annotation file: the value texts as written, the float labels and the valid flags."""
+    """One parsed annotation file: its frame lines as written, the float labels and the valid flags."""
 
     path: Path
     video: str
-    texts: list[tuple[str, ...]]
+    lines: list[str]  # the frame lines after the header, one per frame
     labels: np.ndarray  # float32 [n, label_dim]
     valid: np.ndarray  # bool [n]
 
     @property
     def n_frames(self) -> int:
-        return len(self.texts)
+        return len(self.lines)
+
+    @property
+    def texts(self) -> list[tuple[str, ...]]:
+        """Per frame, the label values' text as written in the file (whitespace around them removed)."""
+        return [tuple(field.strip() for field in line.split(",")) for line in self.lines]
 
 
 def _split_lines(path: Path, data: bytes) -> list[str]:
@@ -286,13 +291,55 @@ def parse_annotation_bytes(path: str | os.PathLike[str], data: bytes, task: str)
         raise AffWild2FormatError(path, 1, f"wrong header '{lines[0].strip()}'", f"expected '{header_text}'")
     if len(lines) == 1:
         raise AffWild2FormatError(path, 2, "no frame lines after the header", "one line per video frame")
+    body = lines[1:]
+    # Frame lines repeat a lot (AU rows, held VA values): parse each distinct line once.
+    ids: dict[str, int] = {}
+    index = np.fromiter((ids.setdefault(line, len(ids)) for line in body), dtype=np.intp, count=len(body))
+    parsed = _parse_fast(list(ids), task)
+    if parsed is None:  # something is wrong: find the first bad line, and say what is wrong with it
+        labels, valid = _parse_lines(path, body, task)
+    else:
+        labels, valid = parsed[0][index], parsed[1][index]
+    return AnnotationFile(path=path, video=path.stem, lines=body, labels=labels, valid=valid)
+
+
+_NUM = r"\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*"
+_INT = r"\s*[+-]?\d+\s*"
+# Whole-line shapes of a well-formed frame line; value ranges are checked on the arrays.
+_LINE_SHAPES = {
+    "va": re.compile(f"{_NUM},{_NUM}"),
+    "expr": re.compile(_INT),
+    "au": re.compile(",".join([_INT] * len(ACTION_UNITS))),
+}
+
+
+def _parse_fast(body: list[str], task: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Vectorised parse of well-formed lines (files hold tens of thousands); None when any line is not."""
+    shape = _LINE_SHAPES[task].fullmatch
+    if not all(map(shape, body)):
+        return None
+    n_columns = len(LABEL_COLUMNS[task])
+    values = np.array(",".join(body).split(","), dtype=np.float64).reshape(len(body), n_columns)
+    if task == "va":
+        in_range = (values == -5.0) | ((values >= -1.0) & (values <= 1.0))
+        invalid_marker = -5.0
+    else:
+        top = len(EXPRESSIONS) - 1 if task == "expr" else 1
+        in_range = (values == -1.0) | ((values >= 0) & (values <= top))
+        invalid_marker = -1.0
+    if not in_range.all():
+        return None
+    return values.astype(np.float32), (values != invalid_marker).all(axis=1)
+
+
+def _parse_lines(path: Path, body: list[str], task: str) -> tuple[np.ndarray, np.ndarray]:
+    """Line-by-line parse that raises AffWild2FormatError at the first bad line."""
     n_columns = len(LABEL_COLUMNS[task])
     parse = _PARSERS[task]
-    texts: list[tuple[str, ...]] = []
-    labels = np.empty((len(lines) - 1, n_columns), dtype=np.float32)
-    valid = np.empty(len(lines) - 1, dtype=bool)
+    labels = np.empty((len(body), n_columns), dtype=np.float32)
+    valid = np.empty(len(body), dtype=bool)
     what = "values" if n_columns > 1 else "value"
-    for i, line in enumerate(lines[1:]):
+    for i, line in enumerate(body):
         lineno = i + 2
         if not line.strip():
             raise AffWild2FormatError(path, lineno, "blank line inside the file",
@@ -304,8 +351,7 @@ def parse_annotation_bytes(path: str | os.PathLike[str], data: bytes, task: str)
         values, ok = parse(path, lineno, fields)
         labels[i] = values
         valid[i] = ok
-        texts.append(tuple(fields))
-    return AnnotationFile(path=path, video=path.stem, texts=texts, labels=labels, valid=valid)
+    return labels, valid
 
 
 def read_annotation_file(path: str | os.PathLike[str], task: str) -> AnnotationFile:
