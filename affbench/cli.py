@@ -15,6 +15,8 @@ CLI_MODULES = [
     "affbench.data.cli",
     "affbench.data.shard_cli",
     "affbench.train.cli",
+    "affbench.train.stage_cli",
+    "affbench.suite_cli",
 ]
 
 

@@ -1,0 +1,281 @@
+"""Suites: a list of run configs x folds, run in order, with the shared stages reused through the caches.
+
+A suite file (YAML)::
+
+    name: paper
+    configs: [va/ours.yaml, va/wo_finetune.yaml, ...]   # paths (or glob patterns) relative to this file
+    folds: 5                                            # run folds 0..4 (or a list such as [0, 2], or "all")
+    main: ours                                          # optional: the row Table 1 shows (default "ours")
+    overrides: {train.epochs: 2}                        # optional: dotted keys applied to every config
+
+``run_suite`` trains every (config, fold) whose run directory lacks final metrics (``metrics.json``), skips
+the others unless ``force``, and writes ``suite.json`` (every run's resolved config, seed, plugin versions,
+data provenance, metrics and timings) and the report. One fine-tune and one extraction per backbone and fold
+serve every row that needs them: the stages are content-addressed (see affbench.train.feature_cache).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import platform
+import time
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import affbench
+
+SUITE_KEYS = ("name", "configs", "folds", "main", "overrides", "description")
+DATA_CHOICES = ("synthaffect", "affwild2")
+SUITE_FILE_NAMES = ("suite.yaml", "suite.yml")
+
+
+class SuiteError(ValueError):
+    """A suite file or a suite request that cannot be run; names the file and key."""
+
+
+@dataclasses.dataclass
+class Suite:
+    """A parsed suite file."""
+
+    name: str
+    path: Path
+    configs: list[Path]
+    folds: int | list[int] | str
+    main: str | None = None
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def configs_root() -> Path:
+    """The directory of the built-in configs (installed package data, else the source tree's configs/)."""
+    try:
+        root = Path(str(resources.files("affbench_configs")))
+        if root.is_dir():
+            return root
+    except ModuleNotFoundError:
+        pass
+    return Path(affbench.__file__).resolve().parent.parent / "configs"
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Parse a suite file; config paths are resolved relative to it and must exist."""
+    path = Path(path)
+    if not path.is_file():
+        raise SuiteError(f"suite file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise SuiteError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise SuiteError(f"{path}: a suite is a mapping with keys {', '.join(SUITE_KEYS)}")
+    unknown = sorted(set(data) - set(SUITE_KEYS))
+    if unknown:
+        raise SuiteError(f"{path}: unknown key '{unknown[0]}'; accepted: {', '.join(SUITE_KEYS)}")
+    entries = data.get("configs")
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, str) for e in entries):
+        raise SuiteError(f"{path}: configs: expected a non-empty list of config paths, got {entries!r}")
+    configs: list[Path] = []
+    for entry in entries:
+        matches = sorted(glob.glob(str(path.parent / entry))) if glob.has_magic(entry) else [str(path.parent / entry)]
+        if not matches or not all(Path(m).is_file() for m in matches):
+            raise SuiteError(f"{path}: configs: {entry!r} matches no file (relative to {path.parent})")
+        configs += [Path(m) for m in matches]
+    overrides = data.get("overrides") or {}
+    if not isinstance(overrides, dict):
+        raise SuiteError(f"{path}: overrides: expected a mapping of dotted keys, got {overrides!r}")
+    folds = data.get("folds", "all")
+    parse_folds(folds, 1000, where=f"{path}: folds")  # validate the form now; the range is checked per config
+    return Suite(str(data.get("name") or path.stem), path, configs, folds, data.get("main"), dict(overrides))
+
+
+def builtin_suite_path(name: str, data: str | None) -> Path:
+    """The built-in suite `name` for a data choice: SynthAffect-scaled configs unless data is 'affwild2'."""
+    root = configs_root()
+    folder = "synthaffect" if data in (None, "synthaffect") else name
+    candidates = [root / folder / f"{name}.yaml", *(root / folder / n for n in SUITE_FILE_NAMES)]
+    if data == "affwild2":
+        candidates += [root / "paper" / n for n in SUITE_FILE_NAMES]
+    for candidate in candidates:
+        if candidate.is_file():
+            suite_name = (yaml.safe_load(candidate.read_text(encoding="utf-8")) or {}).get("name", candidate.stem)
+            if suite_name == name or candidate.stem == name:
+                return candidate
+    known = sorted({p.parent.name for p in root.glob("*/suite.y*ml")})
+    raise SuiteError(f"no built-in suite '{name}' for data '{data or 'synthaffect'}' under {root}; give a suite "
+                     f"file path{', or one of: ' + ', '.join(known) if known else ''}")
+
+
+def resolve_suite(name_or_path: str, data: str | None = None) -> Suite:
+    """A suite file path, or a built-in suite name resolved for the data choice."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        return load_suite(path)
+    return load_suite(builtin_suite_path(name_or_path, data))
+
+
+def parse_folds(spec: Any, k: int, *, where: str = "--folds") -> list[int]:
+    """Fold indices from 0 | "0-4" | "0,2" | "all" | an int count in a suite file | a list, checked < k."""
+    if isinstance(spec, bool):
+        raise SuiteError(f"{where}: expected fold indices, 'a-b', 'all' or a list, got {spec!r}")
+    if isinstance(spec, int):  # a suite file's count: folds 0..spec-1
+        folds = list(range(spec))
+    elif isinstance(spec, list):
+        folds = spec
+    elif isinstance(spec, str):
+        text = spec.strip().lower()
+        try:
+            if text == "all":
+                folds = list(range(k))
+            elif "-" in text:
+                lo, hi = (int(x) for x in text.split("-", 1))
+                folds = list(range(lo, hi + 1))
+            else:
+                folds = [int(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise SuiteError(f"{where}: expected '0', '0-4', '0,2' or 'all', got {spec!r}") from None
+    else:
+        raise SuiteError(f"{where}: expected fold indices, 'a-b', 'all' or a list, got {spec!r}")
+    if not folds or not all(isinstance(f, int) and not isinstance(f, bool) and 0 <= f < k for f in folds):
+        raise SuiteError(f"{where}: {spec!r} must name folds in 0..{k - 1} (data.folds = {k})")
+    return sorted(set(folds))
+
+
+def data_overrides(data: str | None, root: str | Path | None) -> dict[str, Any]:
+    """Config overrides for `--data` / `--root` (none when neither is given)."""
+    if data is None:
+        if root is not None:
+            raise SuiteError("--root needs --data (synthaffect or affwild2)")
+        return {}
+    if data not in DATA_CHOICES:
+        raise SuiteError(f"--data: {data!r} is not one of {', '.join(DATA_CHOICES)}")
+    if data == "affwild2":
+        if root is None:
+            raise SuiteError("--data affwild2 needs --root DIR (the folder with the annotations and cropped_aligned/)")
+        return {"data.dataset": {"name": "affwild2", "options": {"root": str(Path(root).expanduser().absolute())}}}
+    # The SynthAffect suites' configs already name synthaffect (with their size and seed): only move its root.
+    return {"data.dataset.options.root": str(Path(root).expanduser().absolute())} if root else {}
+
+
+def plan_runs(suite: Suite, *, folds: str | None = None, overrides: Mapping[str, Any] | None = None
+              ) -> list[tuple[Any, int]]:
+    """(resolved config, fold) pairs in run order: fold by fold, configs in suite order."""
+    from affbench.train.config import load_config
+
+    configs = [load_config(p, {**suite.overrides, **(overrides or {})}) for p in suite.configs]
+    pairs = []
+    per_config = [parse_folds(folds if folds is not None else suite.folds, int(c["data"]["folds"]),
+                              where="--folds" if folds is not None else f"{suite.path}: folds") for c in configs]
+    for fold in sorted({f for fs in per_config for f in fs}):
+        pairs += [(c, fold) for c, fs in zip(configs, per_config, strict=True) if fold in fs]
+    return pairs
+
+
+def _run_record(config: Any, fold: int, run_dir: Path, metrics: Mapping[str, Any] | None, *, status: str,
+                seconds: dict[str, float], data_provenance: Mapping[str, Any] | None) -> dict[str, Any]:
+    from affbench.train.run_dir import plugin_versions
+
+    return {
+        "name": config["name"],
+        "task": config["task"]["name"],
+        "fold": fold,
+        "config_file": config.path,
+        "run_dir": str(run_dir),
+        "status": status,
+        "seed": int(config["train"]["seed"]),
+        "config": config.to_dict(),
+        "metrics": dict((metrics or {}).get("metrics") or {}),
+        "best_epoch": (metrics or {}).get("best_epoch"),
+        "components": plugin_versions(config)["components"],
+        "data_provenance": dict(data_provenance or {}),
+        "seconds": seconds,
+    }
+
+
+def run_suite(suite: Suite, out_dir: str | Path, *, folds: str | None = None, data: str | None = None,
+              root: str | Path | None = None, force: bool = False, quiet: bool = False,
+              report: bool = True, plots: bool = True, echo: bool = True) -> dict[str, Any]:
+    """Run every (config, fold) of `suite` into `out_dir`, write suite.json and the report; returns suite.json.
+
+    `quiet` silences progress; `echo` prints the report's tables.
+    """
+    from affbench.train.pipeline import prepare_window_shards
+    from affbench.train.run_dir import plugin_versions, run_dir_path, write_json
+    from affbench.train.trainer import train
+
+    out_dir = Path(out_dir)
+    started = time.time()
+    pairs = plan_runs(suite, folds=folds, overrides=data_overrides(data, root))
+    runs: list[dict[str, Any]] = []
+    for i, (config, fold) in enumerate(pairs):
+        run_dir = run_dir_path(out_dir, config, fold)
+        label = f"[{i + 1}/{len(pairs)}] {config['task']['name']}/{config['name']} fold {fold}"
+        metrics_path = run_dir / "metrics.json"
+        if metrics_path.is_file() and not force:
+            metrics = _read_json(metrics_path)
+            provenance = _read_json(run_dir / "data_provenance.json")
+            runs.append(_run_record(config, fold, run_dir, metrics, status="skipped (has metrics.json)",
+                                    seconds={}, data_provenance=provenance.get("data", provenance)))
+            if not quiet:
+                print(f"{label}: done before, skipped ({metrics_path})", flush=True)
+            continue
+        if not quiet:
+            print(f"{label}: preparing window shards", flush=True)
+        t0 = time.perf_counter()
+        window_data = prepare_window_shards(config, fold=fold, quiet=quiet)
+        t1 = time.perf_counter()
+        metrics = train(config, fold=fold, out_dir=out_dir, resume=not force, quiet=quiet, data=window_data)
+        t2 = time.perf_counter()
+        seconds = {"stages_1_2": round(t1 - t0, 3), "train": round(t2 - t1, 3)}
+        runs.append(_run_record(config, fold, run_dir, metrics, status="trained", seconds=seconds,
+                                data_provenance=window_data.provenance))
+        if not quiet:
+            primary = metrics.get("primary_metric")
+            value = (metrics.get("metrics") or {}).get(primary)
+            shown = f"{primary} {value:.4f}" if isinstance(value, float) else "no metric"
+            print(f"{label}: {shown} (stages 1-2 {seconds['stages_1_2']:.1f} s, train {seconds['train']:.1f} s)",
+                  flush=True)
+
+    record = {
+        "suite": suite.name,
+        "suite_file": str(suite.path),
+        "configs": [str(p) for p in suite.configs],
+        "folds": sorted({fold for _, fold in pairs}),
+        "data": {"choice": data or "synthaffect (suite configs)", "root": None if root is None else str(root),
+                 "datasets": _datasets(runs)},
+        "overrides": {**suite.overrides, **data_overrides(data, root)},
+        "force": force,
+        "environment": {**plugin_versions(), "machine": platform.machine(), "processor": platform.processor()},
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+        "seconds": round(time.time() - started, 3),
+        "runs": runs,
+    }
+    write_json(out_dir / "suite.json", record)
+    if report:
+        from affbench.report import write_report
+
+        notes = [f"suite '{suite.name}' from {suite.path}; folds {record['folds']}; {len(runs)} runs "
+                 f"({sum(r['status'] == 'trained' for r in runs)} trained now) in {record['seconds']:.0f} s",
+                 "numbers are whatever the models reached on this data; nothing is tuned to match the paper"]
+        write_report(runs, out_dir, title=f"affbench suite: {suite.name}", main=suite.main, plots=plots,
+                     notes=notes, echo=echo)
+    return record
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _datasets(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The distinct dataset provenances the runs used."""
+    seen: list[dict[str, Any]] = []
+    for run in runs:
+        prov = (run.get("data_provenance") or {}).get("dataset")
+        if prov and prov not in seen:
+            seen.append(prov)
+    return seen

@@ -1,0 +1,47 @@
+"""`affbench suite NAME`: run a suite of configs x folds and print its report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_OUT = "runs/suites"
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "suite", help="run a suite (configs x folds) with shared stages cached, then print and save the report",
+        description="Run every config of a suite on the chosen folds. Rows whose run directory already holds "
+                    "metrics.json are skipped unless --force. Shared stages (fine-tune, extraction) run once "
+                    "per backbone and fold and are reused from the cache ($AFFBENCH_HOME/cache).")
+    p.add_argument("name", help="a built-in suite name (paper) or a suite YAML file")
+    p.add_argument("--data", choices=("synthaffect", "affwild2"), default=None,
+                   help="dataset: synthaffect (default: the SynthAffect-scaled configs) or affwild2 "
+                        "(the paper's configs; needs --root)")
+    p.add_argument("--root", default=None, metavar="DIR", help="dataset root directory")
+    p.add_argument("--folds", default=None, metavar="SPEC",
+                   help="folds to run: 0 | 0-4 | 0,2 | all (default: the suite file's folds)")
+    p.add_argument("--out", default=None, metavar="DIR", help=f"output directory (default: {DEFAULT_OUT}/NAME)")
+    p.add_argument("--force", action="store_true", help="retrain rows that already have final metrics")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+    p.set_defaults(func=_suite)
+
+
+def _suite(args: argparse.Namespace) -> int:
+    from affbench.suite import SuiteError, resolve_suite, run_suite
+    from affbench.train.config import ConfigError
+
+    quiet = bool(getattr(args, "quiet", False))
+    try:
+        suite = resolve_suite(args.name, args.data)
+        out = Path(args.out) if args.out else Path(DEFAULT_OUT) / suite.name
+        record = run_suite(suite, out, folds=args.folds, data=args.data, root=args.root, force=args.force,
+                           quiet=quiet, plots=not args.no_plots)
+    except (SuiteError, ConfigError, FileNotFoundError) as exc:
+        print(f"affbench suite: {exc}", file=sys.stderr)
+        return 2
+    print(f"suite '{suite.name}': {len(record['runs'])} runs in {record['seconds']:.1f} s; report in "
+          f"{out / 'report.md'} (also report.csv, report.json, plots/, suite.json)")
+    return 0

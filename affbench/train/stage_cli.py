@@ -1,0 +1,78 @@
+"""`affbench finetune CONFIG` and `affbench extract CONFIG`: the shared stages, run on their own.
+
+Both are idempotent: a second call with the same inputs finds its result in the cache and returns at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from affbench.train.config import ConfigError
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    from affbench.train.cli import _fold
+
+    parser.add_argument("config", help="config file, or built-in config name (e.g. synthaffect/va/ours)")
+    parser.add_argument("--fold", type=_fold, default=None,
+                        help="fold K of the K-fold split, or 'official' (default) for the official train/validation")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set finetune.epochs=2 (repeatable; values read as YAML)")
+    parser.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("finetune", help="stage 1: fine-tune the backbone on the fold's training frames")
+    _common(p)
+    p.set_defaults(func=_finetune)
+    p = subparsers.add_parser("extract", help="stage 2: per-frame features into window shards (cached)")
+    _common(p)
+    p.set_defaults(func=_extract)
+
+
+def _load(args: argparse.Namespace):
+    from affbench.train.cli import parse_overrides
+    from affbench.train.config import find_config, load_config
+
+    return load_config(find_config(args.config), parse_overrides(args.set))
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from affbench.train.finetune import finetune
+
+    try:
+        config = _load(args)
+        if config.get("backbone") is None:
+            print(f"affbench finetune: {args.config}: backbone is null; nothing to fine-tune", file=sys.stderr)
+            return 2
+        result = finetune(config, fold=args.fold, quiet=bool(getattr(args, "quiet", False)))
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        print(f"affbench finetune: {exc}", file=sys.stderr)
+        return 2
+    state = "reused" if result.reused else "trained"
+    print(f"{state}: {result.weights_path}")
+    print(f"weights_id: {result.weights_id}")
+    for row in result.manifest.get("history", []):
+        print(f"  epoch {row['epoch']}: loss {row['loss']:.4f} on {row['frames']} frames")
+    return 0
+
+
+def _extract(args: argparse.Namespace) -> int:
+    from affbench.train.pipeline import prepare_window_shards
+
+    try:
+        data = prepare_window_shards(_load(args), fold=args.fold, quiet=bool(getattr(args, "quiet", False)))
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        print(f"affbench extract: {exc}", file=sys.stderr)
+        return 2
+    prov = data.provenance
+    print(f"features: {prov['features_dir']} (dim {data.feature_dim}, {prov['extracted_frames']} frames extracted "
+          "now)")
+    for split, directory in data.dirs.items():
+        counts = prov["counts"][split]
+        print(f"{split}: {directory} ({counts['windows']} windows, {counts['videos']} videos, "
+              f"{counts['frames']} frames)")
+    print("missing faces: " + json.dumps(prov["missing_faces"]["train"]["policy"]))
+    return 0
