@@ -84,7 +84,12 @@ class Preprocess:
 def _as_uint8_batch(images: Any) -> list[torch.Tensor]:
     """Group the input into uint8 tensors [b,H,W,3] of one size each (a numpy batch stays one group)."""
     if isinstance(images, np.ndarray | torch.Tensor):
-        arr = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
+        if isinstance(images, np.ndarray):
+            # torch wants writable memory (np.asarray(PIL image) is read-only); copy only then.
+            images = np.ascontiguousarray(images) if images.flags.writeable else np.array(images)
+            arr = torch.from_numpy(images)
+        else:
+            arr = images
         if arr.dim() == 3:
             arr = arr.unsqueeze(0)
         if arr.dim() != 4 or arr.shape[-1] != 3:
@@ -104,7 +109,7 @@ def _as_uint8_batch(images: Any) -> list[torch.Tensor]:
         if arr.ndim != 3 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
             raise ValueError(f"preprocess_images: image {i} must be RGB uint8 [H, W, 3], got shape {arr.shape} "
                              f"dtype {arr.dtype}")
-        tensors.append(torch.from_numpy(np.ascontiguousarray(arr)))
+        tensors.append(torch.from_numpy(arr if arr.flags.writeable and arr.flags.c_contiguous else arr.copy()))
     if all(t.shape == tensors[0].shape for t in tensors):
         return [torch.stack(tensors)]
     return [t.unsqueeze(0) for t in tensors]

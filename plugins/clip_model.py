@@ -57,9 +57,9 @@ def _arch_config(arch: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
 
 def _visual_state_dict(path: str) -> dict[str, torch.Tensor]:
     """The image-tower tensors of a checkpoint: a full CLIP state dict, an affbench clip backbone's, or a tower's."""
-    import open_clip
+    from open_clip.factory import load_state_dict  # unwraps {'state_dict': ...}, 'module.', safetensors
 
-    state = open_clip.load_state_dict(path)
+    state = load_state_dict(path)
     if any(k.startswith("visual.") for k in state):
         return {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}
     return dict(state)
@@ -156,12 +156,15 @@ class ClipBackbone(nn.Module):
         state = _visual_state_dict(path)
         if drop_proj:
             state.pop("proj", None)
-        result = self.visual.load_state_dict(state, strict=False)
-        missing = [k for k in result.missing_keys if not (drop_proj and k == "proj")]
-        if missing or result.unexpected_keys:
-            raise ValueError(f"backbone 'clip': checkpoint {path} does not fit arch '{self.arch}': "
-                             f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected "
-                             f"{result.unexpected_keys[:5]}{'...' if len(result.unexpected_keys) > 5 else ''}")
+        own = self.visual.state_dict()
+        missing = [k for k in own if k not in state and not (drop_proj and k == "proj")]
+        unexpected = [k for k in state if k not in own]
+        wrong = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
+                 if k in own and tuple(v.shape) != tuple(own[k].shape)]
+        if missing or unexpected or wrong:
+            raise ValueError(f"backbone 'clip': checkpoint {path} does not fit arch '{self.arch}': missing "
+                             f"{missing[:5]}, unexpected {unexpected[:5]}, shape (file vs model) {wrong[:5]}")
+        self.visual.load_state_dict(state, strict=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images[B,3,S,S] (preprocessed) -> [B, out_dim]."""
