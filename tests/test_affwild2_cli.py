@@ -44,6 +44,14 @@ class ToyDataset:
         return {"name": self.name, "size": self.size, "seed": self.seed}
 
 
+def test_folds_for_any_registered_dataset(toy_registry, tmp_path, capsys):
+    # Two splits, one source video "s": k=2 needs two sources, so this is the clear k error, via the registry.
+    code = affbench_main(["data", "folds", "--dataset", "toyset", "--root", str(tmp_path), "--dataset-seed", "1",
+                          "--task", "va", "--k", "2"])
+    assert code == 2
+    assert "k=2 folds need at least 2 source videos, but the records hold 1" in capsys.readouterr().err
+
+
 class ToyPlugin:
     @hookimpl
     def affbench_register_datasets(self, register):
@@ -67,6 +75,10 @@ def test_frames_for_any_registered_dataset(toy_registry, tmp_path, capsys):
         "train_small_3,1,faces/x/00001.jpg,1,0.5,-0.25",
         "train_small_3,2,,0,-5,-5",
     ]
+    code = affbench_main(["data", "frames", "--dataset", "toyset", "--root", str(tmp_path), "--seed", "5",
+                          "--task", "va", "--split", "validation"])
+    assert code == 0
+    assert capsys.readouterr().out.splitlines()[1] == "validation_tiny_5,1,faces/x/00001.jpg,1,0.5,-0.25"
 
 
 def test_unknown_dataset_option_is_reported(toy_registry, tmp_path, capsys):

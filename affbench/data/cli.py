@@ -38,6 +38,8 @@ def add_commands(subparsers) -> None:
     _add_dataset_arguments(frames)
     frames.add_argument("--task", required=True, choices=TASKS)
     frames.add_argument("--split", required=True, choices=SPLITS)
+    frames.add_argument("--seed", dest="dataset_seed", type=int, default=None,
+                        help="dataset seed option (synthaffect)")
     frames.add_argument("--out", type=Path, default=None, help="write to FILE instead of stdout")
     frames.set_defaults(func=_handled("frames", run_frames))
 
@@ -49,6 +51,8 @@ def add_commands(subparsers) -> None:
     folds.add_argument("--task", required=True, choices=TASKS)
     folds.add_argument("--k", type=int, default=5, help="number of folds (default 5)")
     folds.add_argument("--seed", type=int, default=0, help="fold seed (default 0)")
+    folds.add_argument("--dataset-seed", dest="dataset_seed", type=int, default=None,
+                       help="dataset seed option (synthaffect)")
     folds.add_argument("--out", type=Path, default=None, help="manifest file to write (default: print to stdout)")
     folds.set_defaults(func=_handled("folds", run_folds))
 
@@ -106,6 +110,8 @@ def dataset_options(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, key, None)
         if value is not None:
             options[key] = str(value)
+    if getattr(args, "dataset_seed", None) is not None:
+        options["seed"] = args.dataset_seed
     for item in getattr(args, "option", []) or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
