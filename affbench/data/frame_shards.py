@@ -91,7 +91,7 @@ def write_frame_shards(
         )
 
 
-def decode_frame(members: dict[str, bytes], key: str) -> dict[str, Any]:
+def decode_frame(members: dict[str, memoryview], key: str) -> dict[str, Any]:
     """A frame sample {key, jpg (bytes), video, frame, labels float32 [L], valid} from its tar members."""
     meta = decode_json(members["json"], "json")
     for field in ("video", "frame", "valid", "labels"):
@@ -102,7 +102,7 @@ def decode_frame(members: dict[str, bytes], key: str) -> dict[str, Any]:
         raise ValueError(f"json 'labels' must be a list of numbers, got {labels!r}")
     return {
         "key": key,
-        "jpg": members["jpg"],
+        "jpg": bytes(members["jpg"]),
         "video": str(meta["video"]),
         "frame": int(meta["frame"]),
         "labels": np.asarray(labels, dtype=np.float32),
@@ -129,7 +129,7 @@ class _FrameDecoder:
     def __init__(self, decode: str, transform: Callable[[np.ndarray], Any] | None) -> None:
         self.decode, self.transform = decode, transform
 
-    def __call__(self, members: dict[str, bytes], key: str) -> dict[str, Any]:
+    def __call__(self, members: dict[str, memoryview], key: str) -> dict[str, Any]:
         sample = decode_frame(members, key)
         if self.decode == "rgb":
             image = decode_jpeg(sample.pop("jpg"))

@@ -44,9 +44,25 @@ def encode_npy(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def decode_npy(data: bytes, what: str = "array") -> np.ndarray:
-    """A read-only array viewing ``data`` (no copy); raises ValueError for object dtypes or a malformed header."""
-    stream = io.BytesIO(data)
+_HEADER_CACHE: dict[bytes, tuple[tuple[int, ...], bool, np.dtype, int]] = {}
+_HEADER_CACHE_SIZE = 256
+
+
+def _npy_header(data: bytes, what: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    # Windows of one shard set share a handful of distinct headers; parsing each (numpy evaluates the header
+    # literal with ast) once instead of per array is a measurable part of loader throughput.
+    if len(data) < 10:
+        raise ValueError(f"{what}: not a valid .npy payload ({len(data)} bytes)")
+    major = data[6]
+    if major == 1:
+        end = 10 + int.from_bytes(data[8:10], "little")
+    else:
+        end = 12 + int.from_bytes(data[8:12], "little")
+    raw = bytes(data[:end])
+    cached = _HEADER_CACHE.get(raw)
+    if cached is not None:
+        return cached
+    stream = io.BytesIO(raw)
     try:
         version = np.lib.format.read_magic(stream)
         if version == (1, 0):
@@ -59,8 +75,17 @@ def decode_npy(data: bytes, what: str = "array") -> np.ndarray:
         raise ValueError(f"{what}: not a valid .npy payload ({exc})") from None
     if dtype.hasobject:
         raise ValueError(f"{what}: object-dtype .npy ({dtype}) refused; it could only be loaded by unpickling")
+    parsed = (shape, fortran, dtype, stream.tell())
+    if len(_HEADER_CACHE) >= _HEADER_CACHE_SIZE:
+        _HEADER_CACHE.clear()
+    _HEADER_CACHE[raw] = parsed
+    return parsed
+
+
+def decode_npy(data: bytes | memoryview, what: str = "array") -> np.ndarray:
+    """A read-only array viewing ``data`` (no copy); raises ValueError for object dtypes or a malformed header."""
+    shape, fortran, dtype, offset = _npy_header(data, what)
     count = int(np.prod(shape, dtype=np.int64))
-    offset = stream.tell()
     if len(data) - offset != count * dtype.itemsize:
         raise ValueError(
             f"{what}: .npy body holds {len(data) - offset} bytes, header {shape} {dtype} needs {count * dtype.itemsize}"
@@ -76,10 +101,10 @@ def encode_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
-def decode_json(data: bytes, what: str = "json") -> dict:
+def decode_json(data: bytes | memoryview, what: str = "json") -> dict:
     """A JSON object from ``data``; raises ValueError when it is not valid UTF-8 JSON holding an object."""
     try:
-        obj = json.loads(data.decode("utf-8"))
+        obj = json.loads(bytes(data).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{what}: not valid JSON ({exc})") from None
     if not isinstance(obj, dict):

@@ -47,6 +47,13 @@ ARRAY_FIELDS = {
     "mask": np.dtype(bool),
     "frames": np.dtype(np.int32),
 }
+_TORCH_DTYPES = {
+    "features": torch.float16,
+    "labels": torch.float32,
+    "valid": torch.bool,
+    "mask": torch.bool,
+    "frames": torch.int32,
+}
 REQUIRED = frozenset([f"{name}.npy" for name in ARRAY_FIELDS] + ["json"])
 # ~118 MB per shard at w=300, D=768: big sequential reads, yet enough shards for ranks x workers.
 DEFAULT_MAXCOUNT = 256
@@ -161,7 +168,7 @@ def encode_window(sample: Mapping[str, Any]) -> dict[str, bytes | str]:
     return out
 
 
-def decode_window(members: dict[str, bytes], key: str) -> dict[str, Any]:
+def decode_window(members: dict[str, memoryview], key: str) -> dict[str, Any]:
     """A window sample from its tar members; raises ValueError naming the bad field."""
     meta = decode_json(members["json"], "json")
     for field in ("video", "start", "n_frames"):
@@ -182,19 +189,23 @@ def decode_window(members: dict[str, bytes], key: str) -> dict[str, Any]:
 
 
 def _collate_windows(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    # One copy from the tar bytes into a preallocated batch array, then a zero-copy torch view.
+    # One copy per array, from the mapped shard straight into the batch tensor. Inside a DataLoader worker the
+    # batch is allocated in shared memory, so handing it to the main process copies nothing more.
+    shared = torch.utils.data.get_worker_info() is not None
     batch: dict[str, Any] = {}
     for name in ARRAY_FIELDS:
         first = samples[0][name]
-        shape = (len(samples), *first.shape)
-        out = np.empty(shape, dtype=first.dtype)
+        out = torch.empty((len(samples), *first.shape), dtype=_TORCH_DTYPES[name])
+        if shared:
+            out.share_memory_()
+        view = out.numpy()
         for i, sample in enumerate(samples):
             if sample[name].shape != first.shape:
                 raise ValueError(
                     f"window '{sample['key']}' has {name} {sample[name].shape}, others in the batch {first.shape}"
                 )
-            out[i] = sample[name]
-        batch[name] = torch.from_numpy(out)
+            view[i] = sample[name]
+        batch[name] = out
     batch["video"] = [s["video"] for s in samples]
     batch["key"] = [s["key"] for s in samples]
     batch["start"] = torch.tensor([s["start"] for s in samples], dtype=torch.int64)
