@@ -111,3 +111,15 @@ def cleanup() -> None:
     """Leave the process group, if this process joined one."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Copy rank `src`'s buffers (e.g. BatchNorm running statistics) to every rank before evaluating.
+
+    DDP syncs buffers at the start of each training forward, so after the last step each rank holds the
+    statistics its own batch produced; evaluation must use one model on every rank.
+    """
+    if not is_distributed():
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer.data, src=src)

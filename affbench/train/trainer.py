@@ -282,6 +282,7 @@ def _train(config: Config, *, fold: int | None, out_dir: Path, resume: bool, qui
             del batches
             train_seconds = time.perf_counter() - t0
 
+            D.broadcast_buffers(unwrap_model(model))
             loss_sum, loss_count = D.all_reduce_sum([state["loss_sum"], state["loss_count"]], device)
             outputs = run_windows(unwrap_model(model), val_shards.iter_windows(), device=device,
                                   batch_size=ecfg["batch_size"], amp=tcfg["amp"], rank=info.rank,
