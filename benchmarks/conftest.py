@@ -1,0 +1,88 @@
+"""pytest-benchmark suites of affbench: options, the device fixture, machine info, sizes.
+
+Run with ``pytest benchmarks`` (``tox -e bench``) or ``affbench bench``. The unit tests never collect this
+folder (``pytest tests``). Every benchmark stores its throughput in ``extra_info["items_per_second"]`` and
+``extra_info["unit"]``; every group holds a baseline (a name containing ``baseline``) measured in the same
+run, and the ratio against it is the figure that counts on a noisy machine.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import pytest
+from benchkit import BenchSizes, sizes_for
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("affbench", "affbench benchmarks")
+    group.addoption("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="where the models run (cuda: AMP bf16 and a synchronize inside each timed step)")
+    group.addoption("--temporal-batch", type=int, default=None,
+                    help="windows per step of the temporal training benchmarks (default: 2 on cpu, 32 on cuda; "
+                         "the paper trains with 32)")
+    group.addoption("--loader-workers", type=int, default=0,
+                    help="DataLoader workers of the loader benchmarks (the same for affbench and baselines)")
+    group.addoption("--quick", action="store_true",
+                    help="tiny sizes and one round each: checks that every suite runs, measures nothing useful")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Caches (SynthAffect, frame shards, features) go to a throwaway home unless the user points elsewhere:
+    # a benchmark must never reuse a cache entry it is meant to measure, nor litter ~/.cache.
+    if not os.environ.get("AFFBENCH_HOME"):
+        os.environ["AFFBENCH_HOME"] = tempfile.mkdtemp(prefix="affbench-bench-home-")
+
+
+@pytest.fixture(scope="session")
+def device(request: pytest.FixtureRequest):
+    """The torch device of ``--device``; cuda benchmarks are skipped where no GPU is visible."""
+    import torch
+
+    name = request.config.getoption("--device")
+    if name == "cuda" and not torch.cuda.is_available():
+        pytest.skip("--device cuda: no CUDA device visible")
+    return torch.device(name)
+
+
+@pytest.fixture(scope="session")
+def sizes(request: pytest.FixtureRequest, device) -> BenchSizes:
+    """Problem sizes and rounds for this device (``--quick`` shrinks everything)."""
+    return sizes_for(device.type, quick=request.config.getoption("--quick"),
+                     temporal_batch=request.config.getoption("--temporal-batch"),
+                     loader_workers=request.config.getoption("--loader-workers"))
+
+
+@pytest.fixture(scope="session")
+def bench_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A session-wide scratch folder for generated inputs."""
+    return tmp_path_factory.mktemp("affbench-bench")
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    """Record what the figures depend on: torch, threads, the card, and how loaded the machine was."""
+    import torch
+
+    info = {
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "device_option": config.getoption("--device"),
+        "platform": platform.platform(),
+        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+    if torch.cuda.is_available():
+        index = torch.cuda.current_device()
+        props = torch.cuda.get_device_properties(index)
+        info["cuda"] = {"name": torch.cuda.get_device_name(index), "memory_gib": round(props.total_memory / 2**30, 1),
+                        "capability": f"{props.major}.{props.minor}", "cuda_version": torch.version.cuda}
+    machine_info["affbench"] = info
+
+
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
+    """The load at the end too: a figure measured while other work ran is a figure to distrust."""
+    if hasattr(os, "getloadavg"):
+        output_json["machine_info"].setdefault("affbench", {})["load_average_at_end"] = list(os.getloadavg())

@@ -1,0 +1,120 @@
+"""Group ``loader``: window shards -> [32, 300, D] training batches on the device, windows/s.
+
+One round is one shuffled pass over every window. Baselines, measured in the same run on the same features:
+``baseline_per_frame_npy`` (one .npy per frame assembled into windows, the layout published ABAW code uses)
+and ``baseline_per_video_npz`` (one .npz per video). Every reader runs with the same number of DataLoader
+workers (``--loader-workers``), and every batch is moved to the device as float32, as the trainer does. The
+files are in the page cache after writing: this measures the readers' CPU cost, not the disk.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from benchdata import (
+    PerFrameNpyWindows,
+    PerVideoNpzWindows,
+    baseline_loader,
+    video_specs,
+    write_per_frame_npy,
+    write_per_video_npz,
+    write_shards,
+)
+from benchkit import measure
+from benchmarks_paths import fresh_dir
+
+from affbench.data.window_shards import WindowShards
+
+
+@pytest.fixture(scope="module")
+def layouts(bench_dir, sizes):
+    """The same features written as window shards, per-frame .npy files and per-video .npz files."""
+    specs = video_specs(sizes.loader_videos, sizes.loader_frames, prefix="loader")
+    root = fresh_dir(bench_dir / "loader")
+    # Enough shards for every worker to get some (a pass over the data splits shards between workers).
+    n_windows_est = sizes.loader_videos * math.ceil(sizes.loader_frames / sizes.stride)
+    maxcount = max(1, n_windows_est // max(4, 2 * sizes.loader_workers))
+    manifest = write_shards(root / "shards", specs, dim=sizes.feature_dim, window=sizes.window,
+                            stride=sizes.stride, maxcount=maxcount)
+    write_per_frame_npy(root / "per_frame", specs, dim=sizes.feature_dim)
+    write_per_video_npz(root / "per_video", specs, dim=sizes.feature_dim)
+    return {"specs": specs, "root": root, "windows": int(manifest["num_samples"])}
+
+
+def _consume(batches, device) -> int:
+    n = 0
+    for batch in batches:
+        features = batch["features"].to(device, non_blocking=True).float()
+        batch["mask"].to(device, non_blocking=True)
+        batch["labels"].to(device, non_blocking=True)
+        n += features.shape[0]
+    return n
+
+
+def _shapes(sizes):
+    return {"batch": (sizes.loader_batch, sizes.window, sizes.feature_dim)}
+
+
+def test_window_shards_loader(benchmark, layouts, device, sizes):
+    """affbench: WindowShards.loader, float16 windows in tar shards, batches built in the reader."""
+    benchmark.group = "loader"
+    shards = WindowShards(layouts["root"] / "shards")
+    epoch = {"n": 0}
+
+    def one_pass() -> None:
+        loader = shards.loader(sizes.loader_batch, shuffle_seed=0, epoch=epoch["n"],
+                               num_workers=sizes.loader_workers, pin_memory=device.type == "cuda")
+        epoch["n"] += 1
+        assert _consume(loader, device) == layouts["windows"]
+
+    measure(benchmark, one_pass, items=layouts["windows"], unit="windows/s", device=device,
+            batch_size=sizes.loader_batch, shapes=_shapes(sizes), sizes=sizes, workers=sizes.loader_workers,
+            storage="float16 window shards", shards=len(shards.shards))
+
+
+def test_baseline_per_frame_npy(benchmark, layouts, device, sizes):
+    """Published layout: one float32 .npy per frame, windows assembled per item."""
+    benchmark.group = "loader"
+    dataset = PerFrameNpyWindows(layouts["root"] / "per_frame", layouts["specs"], dim=sizes.feature_dim,
+                                 window=sizes.window, stride=sizes.stride)
+    assert len(dataset) == layouts["windows"]
+
+    def one_pass() -> None:
+        loader = baseline_loader(dataset, batch_size=sizes.loader_batch, workers=sizes.loader_workers)
+        assert _consume(loader, device) == layouts["windows"]
+
+    measure(benchmark, one_pass, items=layouts["windows"], unit="windows/s", device=device,
+            batch_size=sizes.loader_batch, shapes=_shapes(sizes), sizes=sizes, workers=sizes.loader_workers,
+            storage="float32 .npy per frame")
+
+
+def test_baseline_per_video_npz(benchmark, layouts, device, sizes):
+    """One float32 .npz per video, loaded for each window."""
+    benchmark.group = "loader"
+    dataset = PerVideoNpzWindows(layouts["root"] / "per_video", layouts["specs"], window=sizes.window,
+                                 stride=sizes.stride)
+    assert len(dataset) == layouts["windows"]
+
+    def one_pass() -> None:
+        loader = baseline_loader(dataset, batch_size=sizes.loader_batch, workers=sizes.loader_workers)
+        assert _consume(loader, device) == layouts["windows"]
+
+    measure(benchmark, one_pass, items=layouts["windows"], unit="windows/s", device=device,
+            batch_size=sizes.loader_batch, shapes=_shapes(sizes), sizes=sizes, workers=sizes.loader_workers,
+            storage="float32 .npz per video")
+
+
+def test_in_memory_batches(benchmark, layouts, device, sizes):
+    """Upper bound: the same batches already in memory (float32 tensors), only moved to the device."""
+    benchmark.group = "loader"
+    shards = WindowShards(layouts["root"] / "shards")
+    batches = [{k: (v.float() if k == "features" else v) for k, v in b.items() if isinstance(v, torch.Tensor)}
+               for b in shards.loader(sizes.loader_batch, shuffle_seed=0)]
+
+    def one_pass() -> None:
+        assert _consume(batches, device) == layouts["windows"]
+
+    measure(benchmark, one_pass, items=layouts["windows"], unit="windows/s", device=device,
+            batch_size=sizes.loader_batch, shapes=_shapes(sizes), sizes=sizes, storage="in memory")
