@@ -67,7 +67,7 @@ SCHEMA: dict[str, Any] = {
         "folds": _k("int", 5, "K of K-fold cross-validation over train+validation, grouped by source video"),
         "fold_seed": _k("int", 0, "seed of the fold split"),
     },
-    "backbone": _k("component|null", {"name": "clip", "options": {"arch": "ViT-B-16", "pretrained": "openai"}},
+    "backbone": _k("component|null", {"name": "clip", "options": {"arch": "ViT-B-16-quickgelu", "pretrained": "openai"}},
                    "image backbone: a name or {name, options}", kind="backbone"),
     "finetune": {
         "enabled": _k("bool", True, "stage 1: fine-tune the backbone on frame labels before extracting"),
@@ -354,13 +354,19 @@ def _component(value: Any, key: Key, path: str, where: str) -> dict[str, Any]:
     raise ConfigError(f"{where}: {path}: expected a {key.kind} name or {{name, options}}, got {_type_name(value)}")
 
 
+def _hint(key: str, choices: list[str]) -> list[str]:
+    """The accepted key the user most likely meant: one that contains it (warmup -> warmup_epochs), else difflib."""
+    containing = [c for c in choices if key and (c.startswith(key) or key in c)]
+    return containing[:1] or difflib.get_close_matches(key, choices, n=1)
+
+
 def _validate_section(data: Mapping[str, Any], schema: Mapping[str, Any], source: Mapping[str, str],
                       prefix: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in data:
         if key not in schema:
             path = f"{prefix}.{key}" if prefix else str(key)
-            hint = difflib.get_close_matches(str(key), list(schema), n=1)
+            hint = _hint(str(key), list(schema))
             accepted = ", ".join(schema)
             msg = f"{_where(source, path)}: {path}: unknown key; accepted keys{' in ' + prefix if prefix else ''}: " \
                   f"{accepted}"
