@@ -62,7 +62,7 @@ def sizes_for(device: str, *, quick: bool = False, temporal_batch: int | None = 
                           extract_batch=8, loader_videos=4, loader_frames=400, loader_batch=4,
                           loader_workers=loader_workers, feature_dim=32, window=50, stride=40,
                           temporal_batch=temporal_batch or 2, temporal_steps=2, inference_videos=2,
-                          inference_frames=120, inference_batch=4, synth_size="tiny", memory_videos=2,
+                          inference_frames=120, inference_batch=4, synth_size="tiny", memory_videos=4,
                           memory_frames=200)
     return BenchSizes(
         device=device, quick=False,
@@ -82,7 +82,9 @@ def sizes_for(device: str, *, quick: bool = False, temporal_batch: int | None = 
         inference_videos=16 if cuda else 3, inference_frames=1500 if cuda else 700,
         inference_batch=64 if cuda else 8,
         synth_size="small",
-        memory_videos=12, memory_frames=1200,
+        # 1x already fills more than one default-size shard (256 windows), so 4x changes the data, not the
+        # shard size: a reader holding a shard at a time must then show no growth.
+        memory_videos=64, memory_frames=1200,
     )
 
 
