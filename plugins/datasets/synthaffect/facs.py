@@ -42,7 +42,7 @@ PROTOTYPES: dict[int, dict[str, float]] = {
 CORE_UNITS = {HAPPINESS: ("AU12",), SADNESS: ("AU15",), SURPRISE: ("AU2",), FEAR: ("AU4",),
               ANGER: ("AU4",), DISGUST: ("AU10",)}
 # "Other": mixtures that match no basic prototype (contempt-like one-sided dimpler, pressed lips, squints).
-OTHER_POOL = ("AU14", "AU24", "AU7", "AU10", "AU12", "AU2", "AU26", "AU15")
+OTHER_POOL = ("AU24", "AU7", "AU10", "AU12", "AU2", "AU26", "AU15")
 
 # How often each class starts an episode, Aff-Wild2-like (happiness and "other" common, fear and disgust rare).
 EPISODE_CLASSES = (HAPPINESS, SADNESS, ANGER, SURPRISE, FEAR, DISGUST, OTHER)
@@ -124,8 +124,11 @@ def _seconds(rng: np.random.Generator, low: float, high: float) -> int:
 
 def _episode_units(rng: np.random.Generator, cls: int, strength: float) -> dict[str, float]:
     if cls == OTHER:
-        chosen = rng.choice(len(OTHER_POOL), size=int(rng.integers(2, 4)), replace=False)
-        return {OTHER_POOL[i]: strength * rng.uniform(0.6, 1.0) for i in chosen}
+        # A one-sided dimple (contempt-like) plus one or two other AUs.
+        chosen = rng.choice(len(OTHER_POOL), size=int(rng.integers(1, 3)), replace=False)
+        units = {OTHER_POOL[i]: strength * rng.uniform(0.6, 1.0) for i in chosen}
+        units["AU14"] = strength * rng.uniform(0.7, 1.0)
+        return units
     units = {}
     for unit, apex in PROTOTYPES[cls].items():
         if unit not in CORE_UNITS[cls] and rng.random() < 0.15:
@@ -143,7 +146,7 @@ def plan_episodes(rng: np.random.Generator, n: int, expressiveness: float) -> li
     t = _seconds(rng, 0.0, 2.5)
     while t < n:
         cls = int(rng.choice(EPISODE_CLASSES, p=EPISODE_WEIGHTS))
-        strength = expressiveness * rng.uniform(0.65, 1.0)
+        strength = expressiveness * rng.uniform(0.75, 1.0)
         v0, a0 = CLASS_VA[cls]
         episode = Episode(
             cls=cls, start=t, onset=_seconds(rng, 0.25, 0.8), apex=_seconds(rng, 0.6, 3.0),
@@ -152,7 +155,7 @@ def plan_episodes(rng: np.random.Generator, n: int, expressiveness: float) -> li
             arousal=float(np.clip(a0 + rng.normal(0, 0.12), -0.95, 0.95)) * strength,
         )
         episodes.append(episode)
-        t = episode.end + _seconds(rng, 0.5, 3.5)
+        t = episode.end + _seconds(rng, 0.4, 2.5)
     return episodes
 
 
@@ -180,9 +183,9 @@ def _annotator_trace(rng: np.random.Generator, signal: np.ndarray, lag: int) -> 
     """What a continuous annotator records: the felt signal, lagged, smoothed, with a little drift."""
     n = len(signal)
     lagged = np.concatenate([np.full(lag, signal[0]), signal[: n - lag]]) if lag else signal
-    kernel = np.hanning(9)
+    kernel = np.hanning(15)
     kernel /= kernel.sum()
-    padded = np.pad(lagged, 4, mode="edge")
+    padded = np.pad(lagged, 7, mode="edge")
     trace = np.convolve(padded, kernel, mode="valid")
     trace += 0.04 * smooth_noise(rng, n, period_s=(1.5, 6.0), components=2)
     return np.clip(trace, -1.0, 1.0)
@@ -207,9 +210,9 @@ def make_timeline(rng: np.random.Generator, n: int, *, expressiveness: float, ta
         arousal = arousal * (1 - env) + episode.arousal * env
 
     # A good mood shows as a faint smile, a bad one as faintly lowered corners: below the AU threshold.
-    units[:, UNIT_INDEX["AU12"]] += np.clip(mood_valence, 0, None) * 0.55
-    units[:, UNIT_INDEX["AU15"]] += np.clip(-mood_valence, 0, None) * 0.45
-    units[:, UNIT_INDEX["AU5"]] += np.clip(mood_arousal, 0, None) * 0.5
+    units[:, UNIT_INDEX["AU12"]] += np.clip(mood_valence * 0.9, 0, 0.3)
+    units[:, UNIT_INDEX["AU15"]] += np.clip(-mood_valence * 0.8, 0, 0.3)
+    units[:, UNIT_INDEX["AU5"]] += np.clip(mood_arousal * 0.6, 0, 0.4)
 
     # Speech: syllable-rate lip parting (AU25 mostly above threshold), small jaw movement, brow flashes.
     speech = np.zeros(n)

@@ -51,6 +51,8 @@ class Identity:
     beard: bool
     moustache: bool
     shirt: tuple[int, int, int]
+    # Aligned crops (as Aff-Wild2's) remove most in-plane roll and keep eyes and mouth near template
+    # positions, so resting roll and the eye-mouth distance vary little; yaw survives alignment.
     head_tilt: float  # resting roll in degrees
     head_turn: float  # resting yaw (-1 .. 1)
     expressiveness: float  # how strongly this person's episodes show
@@ -93,13 +95,13 @@ def sample_identity(rng: np.random.Generator) -> Identity:
         face_rx=rng.uniform(29, 36), face_ry=rng.uniform(37, 44), jaw=rng.uniform(0.65, 0.95),
         skin=_colour(skin), hair=_colour(hair), hair_style=HAIR_STYLES[rng.integers(len(HAIR_STYLES))],
         brow_colour=_colour(brow), brow_width=rng.uniform(1.6, 3.4), brow_gap=rng.uniform(6.5, 9.5),
-        brow_slant=rng.normal(0, 0.8), eye_sep=rng.uniform(11.5, 14.5), eye_rx=rng.uniform(5.0, 6.8),
+        brow_slant=rng.normal(0, 0.8), eye_sep=rng.uniform(12.0, 14.0), eye_rx=rng.uniform(5.0, 6.8),
         eye_ry=rng.uniform(2.6, 3.6), iris=_colour(IRIS_COLOURS[rng.integers(len(IRIS_COLOURS))]),
-        nose_len=rng.uniform(10, 15), nose_width=rng.uniform(3.5, 5.5), mouth_width=rng.uniform(8.5, 11.5),
+        nose_len=rng.uniform(11, 14), nose_width=rng.uniform(3.5, 5.5), mouth_width=rng.uniform(8.5, 11.5),
         lip_upper=rng.uniform(1.6, 3.0), lip_lower=rng.uniform(2.0, 3.6), lip_colour=_colour(lip),
         mouth_bias=rng.normal(0, 0.8), glasses=bool(rng.random() < 0.2), beard=bearded,
         moustache=bool(bearded or rng.random() < 0.08), shirt=_colour(rng.uniform(10, 240, size=3)),
-        head_tilt=rng.normal(0, 3.0), head_turn=rng.normal(0, 0.12), expressiveness=rng.uniform(0.7, 1.15),
+        head_tilt=rng.normal(0, 1.0), head_turn=rng.normal(0, 0.1), expressiveness=rng.uniform(0.8, 1.15),
         talkativeness=rng.uniform(0.3, 1.5), motion=rng.uniform(0.6, 1.4),
     )
 

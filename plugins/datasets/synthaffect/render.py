@@ -296,7 +296,7 @@ class FaceRenderer:
             dimple = u["AU14"] if side == 1 else 0.0  # the dimpler shows on one side (contempt-like)
             x = side * ident.mouth_width * (1 + 0.24 * u["AU12"] - 0.28 * u["AU23"] - 0.1 * u["AU24"]
                                             + 0.05 * u["AU25"] + 0.12 * dimple)
-            y = mouth_y + ident.mouth_bias - 4.5 * u["AU12"] + 4.0 * u["AU15"] - 2.2 * dimple + 0.35 * jaw_drop
+            y = mouth_y + ident.mouth_bias - 4.5 * u["AU12"] + 4.0 * u["AU15"] - 3.0 * dimple + 0.35 * jaw_drop
             out[side] = (x, y)
         return out
 
@@ -364,6 +364,9 @@ class FaceRenderer:
             self._poly(band, 0.75, (232, 228, 214))
         else:
             self._line(np.stack([xs, line], 1), 0.75, _blend(ident.lip_colour, 0.55), 0.8)
+        if u["AU14"] > 0.3:  # the dimple beside the tightened corner
+            colour = _blend(ident.skin, 1.0 - 0.35 * u["AU14"])
+            self._line(np.array([[rx + 1.5, ry - 1.5], [rx + 2.3, ry + 0.5], [rx + 1.6, ry + 2.2]]), 0.7, colour, 0.9)
         press = u["AU24"] + 0.5 * u["AU23"]
         if press > 0.3:  # pressed lips push the chin boss up: a crease under the lower lip
             under = lower_outer + 1.8
