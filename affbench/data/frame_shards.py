@@ -20,9 +20,9 @@ from tqdm.auto import tqdm
 
 from affbench.data.records import VideoRecord
 from affbench.data.shard_loader import ShardBatchStream, ShardLoader, check_enough_shards
-from affbench.data.shard_manifest import LabelStatistics, ShardSetWriter, read_manifest, shard_infos
+from affbench.data.shard_manifest import LabelStatistics, ShardSetWriter
 from affbench.data.shard_payloads import decode_json, encode_json
-from affbench.data.shard_reading import SkipCounts, check_on_corrupt, iter_shard_samples
+from affbench.data.shard_set import ShardSet
 
 KIND = "frame_shards"
 REQUIRED = frozenset(["jpg", "json"])
@@ -162,28 +162,19 @@ def _collate_frames(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
-class FrameShards:
+class FrameShards(ShardSet):
     """Reader of a frame shard set (``on_corrupt`` "raise" or "skip", as for window shards)."""
 
-    def __init__(self, directory: str | os.PathLike, on_corrupt: str = "raise") -> None:
-        self.directory = Path(directory)
-        self.on_corrupt = check_on_corrupt(on_corrupt)
-        self.manifest = read_manifest(self.directory, kind=KIND)
-        self.provenance: dict[str, Any] = self.manifest.get("provenance", {})
-        self.shards = shard_infos(self.directory, self.manifest)
-        self.skipped = SkipCounts()
+    kind = KIND
+    required = REQUIRED
+    decode = staticmethod(decode_frame)
 
-    def __len__(self) -> int:
-        """Number of face images in the set."""
-        return int(self.manifest["num_samples"])
+    def __init__(self, directory: str | os.PathLike, on_corrupt: str = "raise") -> None:
+        super().__init__(directory, on_corrupt=on_corrupt)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         """Every sample in stored order: {key, jpg bytes, video, frame, labels, valid}."""
-        self.skipped = SkipCounts()
-        for shard in self.shards:
-            yield from iter_shard_samples(
-                shard, decode_frame, required=REQUIRED, on_corrupt=self.on_corrupt, counts=self.skipped
-            )
+        return self._iter_samples()
 
     def dataset(
         self,

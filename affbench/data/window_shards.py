@@ -31,12 +31,9 @@ from affbench.data.shard_loader import ShardBatchStream, ShardLoader, check_enou
 from affbench.data.shard_manifest import (
     LabelStatistics,
     ShardSetWriter,
-    check_provenance,
-    read_manifest,
-    shard_infos,
 )
 from affbench.data.shard_payloads import decode_json, decode_npy, encode_json, encode_npy
-from affbench.data.shard_reading import SkipCounts, check_on_corrupt, iter_shard_samples
+from affbench.data.shard_set import ShardSet
 from affbench.data.windows import window_starts
 
 KIND = "window_shards"
@@ -213,21 +210,16 @@ def _collate_windows(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
-class WindowShards:
+class WindowShards(ShardSet):
     """Reader of a window shard set; refuses sets whose provenance differs from ``expect``.
 
     ``on_corrupt="raise"`` (default) fails on the first corrupt shard or sample, naming it; ``"skip"`` drops
     it, logs a warning and counts it in ``skipped`` (for ``iter_windows``) or ``loader(...).skipped``.
     """
 
-    def __init__(self, directory: str | os.PathLike, expect: Mapping[str, Any] | None = None, on_corrupt: str = "raise") -> None:
-        self.directory = Path(directory)
-        self.on_corrupt = check_on_corrupt(on_corrupt)
-        self.manifest = read_manifest(self.directory, kind=KIND)
-        self.provenance: dict[str, Any] = self.manifest.get("provenance", {})
-        check_provenance(self.directory, self.provenance, expect)
-        self.shards = shard_infos(self.directory, self.manifest)
-        self.skipped = SkipCounts()
+    kind = KIND
+    required = REQUIRED
+    decode = staticmethod(decode_window)
 
     @property
     def window(self) -> int:
@@ -245,17 +237,9 @@ class WindowShards:
     def label_dim(self) -> int:
         return int(self.manifest["label_dim"])
 
-    def __len__(self) -> int:
-        """Number of windows in the set."""
-        return int(self.manifest["num_samples"])
-
     def iter_windows(self) -> Iterator[dict[str, Any]]:
         """Every window in stored order (videos sorted as written, starts increasing): dicts of numpy arrays."""
-        self.skipped = SkipCounts()
-        for shard in self.shards:
-            yield from iter_shard_samples(
-                shard, decode_window, required=REQUIRED, on_corrupt=self.on_corrupt, counts=self.skipped
-            )
+        return self._iter_samples()
 
     def loader(
         self,
