@@ -27,12 +27,13 @@ from tqdm.auto import tqdm
 from affbench.data.records import VideoRecord
 from affbench.train import feature_cache as cache
 from affbench.train.finetune import (
+    backbone_threads,
     build_backbone,
     finetune,
     finetuned_weights_id,
     load_finetuned,
-    to_image_tensor,
 )
+from affbench.train.frame_batches import batch_to_input, frame_batches
 from affbench.train.stage_inputs import StageInputs, component_spec, ensure_frame_shards, load_stage_inputs
 
 IDENTITY_FILE = "identity.json"
@@ -85,45 +86,6 @@ def cached_rows(directory: Path, record: VideoRecord) -> np.ndarray | None:
     return out
 
 
-class _WantedFrameDecoder:
-    """Decodes frames of the wanted videos only (others are dropped before JPEG decoding); picklable."""
-
-    def __init__(self, wanted: set[str], preprocess: Any) -> None:
-        self.wanted, self.preprocess = wanted, preprocess
-
-    def __call__(self, members: dict[str, bytes], key: str) -> dict[str, Any] | None:
-        from affbench.data.frame_shards import decode_frame, decode_jpeg
-
-        if key.rsplit("/", 1)[0] not in self.wanted:
-            return None
-        sample = decode_frame(members, key)
-        sample["image"] = to_image_tensor(decode_jpeg(sample.pop("jpg")), self.preprocess)
-        return sample
-
-
-def _collate_wanted(samples: list[dict[str, Any] | None]) -> dict[str, Any]:
-    kept = [s for s in samples if s is not None]
-    return {
-        "video": [s["video"] for s in kept],
-        "frame": [s["frame"] for s in kept],
-        "image": torch.stack([s["image"] for s in kept]) if kept else None,
-    }
-
-
-def _frame_batches(shards_dir: Path, wanted: set[str], preprocess: Any, *, batch_size: int, workers: int,
-                   pin_memory: bool) -> Iterator[dict[str, Any]]:
-    from affbench.data.frame_shards import REQUIRED, FrameShards
-    from affbench.data.shard_loader import ShardBatchStream, ShardLoader
-
-    shards = FrameShards(shards_dir)
-    stream = ShardBatchStream(shards.shards, decode=_WantedFrameDecoder(wanted, preprocess), required=REQUIRED,
-                              collate=_collate_wanted, batch_size=batch_size)
-    loader = ShardLoader(stream, num_workers=min(int(workers), len(shards.shards)), pin_memory=pin_memory)
-    for batch in loader:
-        if batch["image"] is not None:
-            yield batch
-
-
 def extract_features(config: Mapping[str, Any], *, fold: int | None, quiet: bool = False,
                      inputs: StageInputs | None = None) -> FeatureSet:
     """Per-video features of every video of the config's task (both sides of `fold`), reusing the cache."""
@@ -161,12 +123,12 @@ def _extract_videos(config: Mapping[str, Any], inputs: StageInputs, backbone: nn
         backbone = backbone.to(memory_format=torch.channels_last)
     done = 0
     started = time.perf_counter()
-    batches = _frame_batches(shards_dir, set(wanted), backbone.preprocess, batch_size=int(ex["batch_size"]),
-                             workers=int(ex["workers"]), pin_memory=device.type == "cuda")
-    with torch.inference_mode(), tqdm(total=total, desc=f"extract {inputs.task}", unit="frame",
+    batches = frame_batches(shards_dir, batch_size=int(ex["batch_size"]), workers=int(ex["workers"]),
+                            wanted=set(wanted), pin_memory=device.type == "cuda")
+    with backbone_threads(), torch.inference_mode(), tqdm(total=total, desc=f"extract {inputs.task}", unit="frame",
                                       disable=quiet, leave=False) as bar:
         for batch in batches:
-            images = batch["image"].to(device, non_blocking=True)
+            images = batch_to_input(batch["image"], backbone.preprocess, device)
             if device.type == "cuda":
                 images = images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp):

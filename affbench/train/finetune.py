@@ -13,11 +13,12 @@ epoch, from which an interrupted run resumes).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import functools
 import logging
+import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from affbench.train import feature_cache as cache
+from affbench.train.frame_batches import batch_to_input, frame_batches
 from affbench.train.stage_inputs import (
     StageInputs,
     component_spec,
@@ -68,21 +70,6 @@ def build_backbone(spec: Mapping[str, Any]) -> nn.Module:
     return backbone
 
 
-def to_image_tensor(image: np.ndarray, preprocess: Any) -> torch.Tensor:
-    """One uint8 HWC image -> the backbone's normalised float [3, S, S] input (runs in DataLoader workers)."""
-    from affbench.model import preprocess_images
-
-    if not image.flags.writeable:  # PIL hands out read-only views; torch wants memory it may own
-        image = image.copy()
-    return preprocess_images(image[None], preprocess)[0]
-
-
-def frame_loader(shards: Any, preprocess: Any, *, batch_size: int, workers: int, **options: Any):
-    """Batches of preprocessed frames from a FrameShards set, decoded in up to `workers` DataLoader workers."""
-    return shards.loader(batch_size, num_workers=min(int(workers), len(shards.shards)), decode="rgb",
-                         transform=functools.partial(to_image_tensor, preprocess=preprocess), **options)
-
-
 def finetune_key(config: Mapping[str, Any], inputs: StageInputs, backbone: nn.Module) -> str:
     """Cache key of one fine-tune: everything that determines the weights it produces."""
     spec = component_spec(config["backbone"])
@@ -120,6 +107,38 @@ def _training_records(inputs: StageInputs, max_frames: int | None, seed: int) ->
     return [select_frames(r, keep) for r, keep in usable if keep.any()], total
 
 
+def idle_cpu_cores() -> int:
+    """CPU cores this process may use minus those other processes keep busy (1-minute load average), >= 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        busy_elsewhere = max(0.0, os.getloadavg()[0] - 1.0)  # the load includes this process itself
+    except OSError:
+        busy_elsewhere = 0.0
+    return max(1, min(cores, cores - int(busy_elsewhere + 0.5)))
+
+
+@contextlib.contextmanager
+def backbone_threads() -> Iterator[None]:
+    """Run the block with torch on the idle CPU cores and denormals flushed, then restore both.
+
+    Stage 3 may lower torch's thread count for its tiny models (train.threads); the backbone stages are
+    convolution-heavy and should use the machine. But more OpenMP threads than free cores is far worse than
+    fewer: on 2 cores with one kept busy by another process, 2 threads ran EfficientNet-Lite0 7x slower than 1.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(idle_cpu_cores())
+    # Fine-tuned weights and activations can hold denormal floats, which x86 CPUs process many times slower.
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+        torch.set_num_threads(before)
+
+
 def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -141,7 +160,6 @@ def finetuned_weights_id(weights_path: str | Path) -> str:
 def finetune(config: Mapping[str, Any], *, fold: int | None, quiet: bool = False,
              inputs: StageInputs | None = None) -> FinetuneResult:
     """Fine-tune the config's backbone on `fold`'s training frames, or reuse the cached result."""
-    from affbench.data.frame_shards import FrameShards
     from affbench.train.checkpoints import (
         capture_rng_state,
         load_checkpoint,
@@ -174,7 +192,6 @@ def finetune(config: Mapping[str, Any], *, fold: int | None, quiet: bool = False
                    "seed": int(ft["seed"])},
         quiet=quiet,
     )
-    shards = FrameShards(shards_dir)
     device = _device()
     head = _new_head(int(backbone.out_dim), int(task.out_dim))
     model = nn.ModuleDict({"backbone": backbone, "head": head}).to(device)
@@ -196,13 +213,14 @@ def finetune(config: Mapping[str, Any], *, fold: int | None, quiet: bool = False
 
     started = time.perf_counter()
     for epoch in range(start_epoch, int(ft["epochs"])):
-        loader = frame_loader(shards, backbone.preprocess, batch_size=int(ft["batch_size"]),
-                              workers=int(ft["workers"]), shuffle_seed=int(ft["seed"]), epoch=epoch,
-                              pin_memory=device.type == "cuda")
-        loss_sum, seen = _train_epoch(model, task, optimizer, loader, device, n_frames,
-                                      desc=f"finetune {inputs.task} fold {inputs.fold} epoch {epoch + 1}",
-                                      quiet=quiet)
-        history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "frames": seen})
+        batches = frame_batches(shards_dir, batch_size=int(ft["batch_size"]), workers=int(ft["workers"]),
+                                shuffle_seed=int(ft["seed"]), epoch=epoch, pin_memory=device.type == "cuda")
+        with backbone_threads():
+            loss_sum, seen = _train_epoch(model, task, optimizer, batches, backbone.preprocess, device, n_frames,
+                                          desc=f"finetune {inputs.task} fold {inputs.fold} epoch {epoch + 1}",
+                                          quiet=quiet)
+        history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "frames": seen,
+                        "seconds": round(time.perf_counter() - started, 3)})
         save_checkpoint({"model": model_state(model), "optimizer": optimizer.state_dict(),
                          "rng": capture_rng_state(), "epoch": epoch + 1, "history": history}, checkpoint_path)
 
@@ -235,14 +253,15 @@ def _new_head(in_dim: int, out_dim: int) -> nn.Module:
     return MLPHead(in_dim, out_dim, hidden=HEAD_HIDDEN, dropout=HEAD_DROPOUT, norm="none")
 
 
-def _train_epoch(model: nn.ModuleDict, task: nn.Module, optimizer: torch.optim.Optimizer, loader: Any,
-                 device: torch.device, n_frames: int, *, desc: str, quiet: bool) -> tuple[float, int]:
+def _train_epoch(model: nn.ModuleDict, task: nn.Module, optimizer: torch.optim.Optimizer, batches: Any,
+                 preprocess: Any, device: torch.device, n_frames: int, *, desc: str, quiet: bool
+                 ) -> tuple[float, int]:
     model.train()
     amp = device.type == "cuda"
     loss_sum, seen = 0.0, 0
     with tqdm(total=n_frames, desc=desc, unit="frame", disable=quiet, leave=False) as bar:
-        for batch in loader:
-            images = batch["image"].to(device, non_blocking=True)
+        for batch in batches:
+            images = batch_to_input(batch["image"], preprocess, device)
             labels = batch["labels"].to(device, non_blocking=True)
             valid = batch["valid"].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
