@@ -1,0 +1,94 @@
+"""Stage 1: fine-tuning changes the backbone, saves and reloads it safely, trains on the fold's training frames
+only, is cached, and resumes from its epoch checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from stage_fixtures import tiny_config
+
+import affbench.train.finetune as ft
+from affbench.data.frame_shards import FrameShards
+from affbench.train.stage_inputs import load_stage_inputs
+
+pytest_plugins = ["stage_plugin"]  # the synth_root and home fixtures
+
+
+def test_finetune_changes_weights_and_saves_a_loadable_state_dict(home, synth_root):
+    config = tiny_config(synth_root)
+    result = ft.finetune(config, fold=0, quiet=True)
+    assert not result.reused and result.weights_path.is_file()
+    assert result.weights_id == ft.finetuned_weights_id(result.weights_path)
+
+    base = ft.build_backbone(config["backbone"])
+    saved = load_file(str(result.weights_path))
+    assert set(saved) == set(base.state_dict())
+    changed = [k for k, v in base.state_dict().items() if not torch.equal(v, saved[k])]
+    assert changed, "fine-tuning left every backbone tensor unchanged"
+
+    reloaded = ft.load_finetuned(ft.build_backbone(config["backbone"]), result.weights_path)
+    for key, value in reloaded.state_dict().items():
+        assert torch.equal(value, saved[key])
+    assert result.manifest["frames_per_epoch"] == config["finetune"]["max_frames"]
+    assert len(result.manifest["history"]) == config["finetune"]["epochs"]
+    assert not (result.directory / ft.EPOCH_CHECKPOINT).exists()
+
+
+def test_finetune_is_cached_and_keyed_by_its_inputs(home, synth_root):
+    config = tiny_config(synth_root)
+    first = ft.finetune(config, fold=0, quiet=True)
+    mtime = first.weights_path.stat().st_mtime_ns
+    again = ft.finetune(config, fold=0, quiet=True)
+    assert again.reused and again.weights_path == first.weights_path
+    assert again.weights_path.stat().st_mtime_ns == mtime
+    other_fold = ft.finetune(config, fold=1, quiet=True)
+    other_lr = ft.finetune(tiny_config(synth_root, finetune={"lr": 1.0e-3}), fold=0, quiet=True)
+    assert len({first.directory, other_fold.directory, other_lr.directory}) == 3
+    assert other_fold.weights_id != first.weights_id
+
+
+def test_finetune_reads_only_the_folds_training_videos(home, synth_root):
+    config = tiny_config(synth_root, finetune={"max_frames": None})
+    inputs = load_stage_inputs(config, 0)
+    result = ft.finetune(config, fold=0, quiet=True, inputs=inputs)
+    frames_dirs = [p for p in (home / "cache" / "frames").iterdir() if (p / "manifest.json").is_file()]
+    assert len(frames_dirs) == 1
+    samples = list(FrameShards(frames_dirs[0]))
+    videos = {s["video"] for s in samples}
+    assert videos <= set(inputs.fold_info["train"])
+    assert not videos & set(inputs.fold_info["validation"])
+    assert all(s["valid"] for s in samples)
+    usable = sum(int((r.has_image & r.valid).sum()) for r in inputs.train)
+    assert len(samples) == usable == result.manifest["frames_per_epoch"]
+
+
+def test_finetune_resumes_after_the_last_finished_epoch(home, synth_root, monkeypatch):
+    config = tiny_config(synth_root, finetune={"epochs": 2})
+    real_epoch = ft._train_epoch
+    calls = []
+
+    def crash_in_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated interruption")
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(ft, "_train_epoch", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        ft.finetune(config, fold=0, quiet=True)
+    directories = list((home / "cache" / "finetune").iterdir())
+    assert len(directories) == 1 and (directories[0] / ft.EPOCH_CHECKPOINT).is_file()
+    assert not (directories[0] / ft.WEIGHTS_FILE).exists()
+
+    calls.clear()
+    monkeypatch.setattr(ft, "_train_epoch", lambda *a, **k: (calls.append(1), real_epoch(*a, **k))[1])
+    result = ft.finetune(config, fold=0, quiet=True)
+    assert len(calls) == 1, "the resumed run retrained the finished epoch"
+    assert [h["epoch"] for h in result.manifest["history"]] == [1, 2]
+
+
+def test_finetune_needs_a_backbone(home, synth_root):
+    config = tiny_config(synth_root, backbone=None)
+    with pytest.raises(ValueError, match="backbone is null"):
+        ft.finetune(config, fold=0, quiet=True)

@@ -1,0 +1,75 @@
+"""Stage chaining: window shards of a fold cover every frame of its videos once per window grid, record the
+missing-face policy and the provenance, and a second request reuses everything."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from stage_fixtures import forwards, tiny_config
+
+from affbench.data.window_shards import WindowShards
+from affbench.train.pipeline import prepare_window_shards
+from affbench.train.stage_inputs import load_stage_inputs
+
+pytest_plugins = ["stage_plugin"]  # the synth_root and home fixtures
+
+
+def _windows_by_video(directory):
+    out = {}
+    for window in WindowShards(directory).iter_windows():
+        out.setdefault(window["video"], []).append(window)
+    return out
+
+
+@pytest.mark.parametrize("policy", ["mask", "ffill"])
+def test_window_shards_cover_every_frame_of_the_fold(home, synth_root, policy):
+    config = tiny_config(synth_root, data={"missing_faces": policy})
+    inputs = load_stage_inputs(config, 0)
+    data = prepare_window_shards(config, fold=0, quiet=True)
+    assert data.feature_dim == 8
+    for split, records in (("train", inputs.train), ("validation", inputs.validation)):
+        shards = WindowShards(data.dirs[split])
+        windows = _windows_by_video(data.dirs[split])
+        assert sorted(windows) == sorted(r.video for r in records)
+        for record in records:
+            covered = np.zeros(record.n_frames, dtype=int)
+            for w in windows[record.video]:
+                real = w["frames"] > 0
+                idx = w["frames"][real] - 1
+                covered[idx] += 1
+                np.testing.assert_array_equal(w["labels"][real], record.labels[idx])
+                np.testing.assert_array_equal(w["valid"][real], record.valid[idx])
+                expected_mask = record.has_image[idx] if policy == "mask" else np.ones(idx.size, bool)
+                np.testing.assert_array_equal(w["mask"][real], expected_mask)
+                assert not w["mask"][~real].any()
+            assert covered.min() >= 1, f"{record.video}: frames without a window"
+        prov = shards.provenance
+        assert prov["missing_faces"]["policy"] == policy
+        assert prov["missing_faces"]["frames_without_face"] == sum(int((~r.has_image).sum()) for r in records)
+        assert prov["split"] == split and prov["backbone"]["name"] == config["backbone"]["name"]
+        assert prov["finetune"]["weights_id"].startswith("sha256:")
+        assert shards.window == 32 and shards.stride == 16
+    assert data.fold_manifest["train"] == inputs.fold_info["train"]
+    assert data.provenance["missing_faces"]["train"]["policy"] == policy
+
+
+def test_second_request_reuses_all_stages(home, synth_root):
+    config = tiny_config(synth_root)
+    first = prepare_window_shards(config, fold=0, quiet=True)
+    manifest = first.train_dir / "manifest.json"
+    mtime = manifest.stat().st_mtime_ns
+    before = forwards()
+    again = prepare_window_shards(config, fold=0, quiet=True)
+    assert forwards() == before and again.provenance["extracted_frames"] == 0
+    assert again.dirs == first.dirs and manifest.stat().st_mtime_ns == mtime
+    # A different window grid reuses the features: no forward, new window shards.
+    regrid = prepare_window_shards(tiny_config(synth_root, data={"window": 20, "stride": 10}), fold=0, quiet=True)
+    assert forwards() == before and regrid.train_dir != first.train_dir
+
+
+def test_official_split_and_bad_fold(home, synth_root):
+    config = tiny_config(synth_root, finetune={"enabled": False})
+    data = prepare_window_shards(config, fold=None, quiet=True)
+    assert data.fold_manifest["split"] == "official"
+    with pytest.raises(ValueError, match="fold must be an integer in 0..1"):
+        prepare_window_shards(config, fold=2, quiet=True)

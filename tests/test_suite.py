@@ -1,0 +1,128 @@
+"""Suites: configs x folds with shared stages run once, suite.json with everything a run needs to be
+understood, the report files, skipping finished rows, and a third-party backbone through every stage."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from stage_fixtures import TINY_BACKBONE, TINY_PLUGIN, forwards, tiny_config
+
+from affbench.cli import main
+from affbench.suite import (
+    SuiteError,
+    builtin_suite_path,
+    data_overrides,
+    load_suite,
+    parse_folds,
+    resolve_suite,
+    run_suite,
+)
+from affbench.train.config import to_yaml
+
+pytest_plugins = ["stage_plugin"]  # the synth_root and home fixtures
+
+
+def _write_suite(tmp_path, synth_root):
+    """Two rows (ours, wo_finetune) on VA plus ours on EXPR, all with the third-party tiny backbone."""
+    configs = {
+        "va_ours.yaml": tiny_config(synth_root),
+        "va_wo_finetune.yaml": tiny_config(synth_root, name="wo_finetune", finetune={"enabled": False}),
+        "expr_ours.yaml": tiny_config(synth_root, task="expr", data={"folds": 2}),
+    }
+    for name, config in configs.items():
+        (tmp_path / name).write_text(to_yaml(config))
+    suite = tmp_path / "tiny_suite.yaml"
+    suite.write_text("name: tiny\nfolds: [0]\nconfigs: [va_ours.yaml, va_wo_finetune.yaml, expr_ours.yaml]\n")
+    return suite
+
+
+def test_suite_runs_a_third_party_backbone_through_every_stage(home, synth_root, tmp_path, capsys):
+    suite = load_suite(_write_suite(tmp_path, synth_root))
+    out = tmp_path / "out"
+    before = forwards()
+    run_suite(suite, out, quiet=True)
+    first_forwards = forwards() - before
+    assert first_forwards > 0
+    printed = capsys.readouterr().out
+    assert "Table 2" in printed and "wo_finetune" in printed
+
+    # suite.json: resolved config, seed, plugin versions and data provenance of every run.
+    saved = json.loads((out / "suite.json").read_text())
+    assert saved["folds"] == [0] and len(saved["runs"]) == 3
+    for run in saved["runs"]:
+        assert run["status"] == "trained" and run["seed"] == run["config"]["train"]["seed"]
+        assert run["config"]["backbone"]["name"] == TINY_BACKBONE
+        assert {"kind": "backbone", "name": TINY_BACKBONE, "plugin": TINY_PLUGIN, "version": "0.0.1"} in run[
+            "components"]
+        assert run["data_provenance"]["dataset"]["name"] == "synthaffect"
+        assert run["metrics"] and (out / run["task"] / run["name"] / "fold0" / "metrics.json").is_file()
+    assert any(p["name"] == TINY_PLUGIN for p in saved["environment"]["plugins"])
+    assert saved["data"]["datasets"][0]["size"] == "tiny"
+    # Shared stages: one fine-tune per task and fold, one extraction per backbone identity.
+    finetunes = [p for p in (home / "cache" / "finetune").iterdir() if (p / "manifest.json").is_file()]
+    assert len(finetunes) == 2
+
+    # Report files with the right rows and columns.
+    md = (out / "report.md").read_text()
+    assert "| Method | VA | Expr |" in md and "| ours |" in md and "| wo_finetune |" in md
+    with open(out / "report.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {(r["row"], r["task"]) for r in rows} == {("ours", "va"), ("wo_finetune", "va"), ("ours", "expr")}
+    report = json.loads((out / "report.json").read_text())
+    assert [r["row"] for r in report["table2"]["rows"]] == ["ours", "wo_finetune"]
+    assert [r["metric"] for r in report["table1"]["rows"]] == ["Valence CCC", "Arousal CCC", "Expr F1"]
+    plots = {p.name for p in (out / "plots").glob("*.png")}
+    assert {"va_traces.png", "expr_confusion.png", "training_curves.png"} <= plots
+    assert all((out / "plots" / p).stat().st_size > 1000 for p in plots)
+
+    # A second run (through the CLI) skips every finished row and recomputes nothing.
+    before = forwards()
+    assert main(["--quiet", "suite", str(suite.path), "--out", str(out), "--no-plots"]) == 0
+    assert forwards() == before
+    again = json.loads((out / "suite.json").read_text())
+    assert all(r["status"].startswith("skipped") for r in again["runs"])
+    assert again["runs"][0]["metrics"] == saved["runs"][0]["metrics"]
+
+
+def test_parse_folds():
+    assert parse_folds("0", 5) == [0]
+    assert parse_folds("0-4", 5) == [0, 1, 2, 3, 4]
+    assert parse_folds("all", 3) == [0, 1, 2]
+    assert parse_folds("2,0", 5) == [0, 2]
+    assert parse_folds(2, 5) == [0, 1] and parse_folds([1], 5) == [1]
+    with pytest.raises(SuiteError, match="0..4"):
+        parse_folds("5", 5)
+    with pytest.raises(SuiteError, match="expected"):
+        parse_folds("first", 5)
+
+
+def test_builtin_paper_suite_resolves_per_data_choice():
+    scaled = resolve_suite("paper")
+    assert builtin_suite_path("paper", None).parent.name == "synthaffect"
+    assert len(scaled.configs) == 15 and all(p.is_file() for p in scaled.configs)
+    paper = resolve_suite("paper", "affwild2")
+    assert paper.path.parent.name == "paper" and paper.folds == 5
+    with pytest.raises(SuiteError, match="no built-in suite"):
+        resolve_suite("nonesuch")
+
+
+def test_data_overrides():
+    assert data_overrides(None, None) == {}
+    over = data_overrides("affwild2", "/data/aff")
+    assert over["data.dataset"] == {"name": "affwild2", "options": {"root": "/data/aff"}}
+    with pytest.raises(SuiteError, match="needs --root"):
+        data_overrides("affwild2", None)
+    with pytest.raises(SuiteError, match="--root needs --data"):
+        data_overrides(None, "/x")
+
+
+def test_suite_file_errors_name_the_file(tmp_path):
+    bad = tmp_path / "s.yaml"
+    bad.write_text("name: s\nconfigs: [missing.yaml]\n")
+    with pytest.raises(SuiteError, match=r"s\.yaml: configs: 'missing.yaml' matches no file"):
+        load_suite(bad)
+    bad.write_text("name: s\nconfig: [a.yaml]\n")
+    with pytest.raises(SuiteError, match="unknown key 'config'"):
+        load_suite(bad)
