@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from affbench.cli_components import format_table
+
 # (task, metric key in metrics.json, column title): what the tables show, in the paper's order.
 TABLE1_METRICS = (
     ("va", "valence", "Valence CCC"),
@@ -112,15 +114,6 @@ def build_tables(runs: Sequence[Mapping[str, Any]], *, main: str | None = None) 
     }
 
 
-def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Aligned plain-text columns for the terminal."""
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = "  ".join("-" * w for w in widths)
-    out = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)).rstrip(), line]
-    out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return "\n".join(out)
-
-
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A GitHub-flavoured Markdown table."""
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
@@ -134,9 +127,9 @@ def render_text(tables: Mapping[str, Any], *, title: str) -> str:
     parts = [title, ""]
     if t1["rows"]:
         parts += [f"Table 1: {tables['main_row']} per fold (validation)",
-                  text_table(t1["header"], [r["cells"] for r in t1["rows"]]), ""]
+                  format_table([tuple(r["cells"]) for r in t1["rows"]], tuple(t1["header"])), ""]
     parts += ["Table 2: rows x tasks, mean ± std over folds (VA: mean of valence and arousal CCC)",
-              text_table(t2["header"], [r["cells"] for r in t2["rows"]])]
+              format_table([tuple(r["cells"]) for r in t2["rows"]], tuple(t2["header"]))]
     return "\n".join(parts)
 
 

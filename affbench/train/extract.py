@@ -93,9 +93,9 @@ def extract_features(config: Mapping[str, Any], *, fold: int | None, quiet: bool
     backbone, identity, tuned = prepare_backbone(config, inputs, quiet=quiet)
     key = cache.feature_key(inputs.dataset_provenance, identity)
     directory = cache.stage_dir("features", key)
-    directory.mkdir(parents=True, exist_ok=True)
-    cache.write_manifest(directory, {"stage": "features", "key": key, "identity": identity,
-                                     "dataset": inputs.dataset_provenance, "feature_dim": int(backbone.out_dim)})
+    if cache.read_manifest(directory) is None:  # what the per-video files are; they are complete one by one
+        cache.write_manifest(directory, {"stage": "features", "key": key, "identity": identity,
+                                         "dataset": inputs.dataset_provenance, "feature_dim": int(backbone.out_dim)})
     records = inputs.records
     missing = [r for r in records if r.has_image.any() and cached_rows(directory, r) is None]
     extracted = 0

@@ -6,7 +6,6 @@ Both are idempotent: a second call with the same inputs finds its result in the 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from affbench.train.config import ConfigError
@@ -71,8 +70,8 @@ def _extract(args: argparse.Namespace) -> int:
     print(f"features: {prov['features_dir']} (dim {data.feature_dim}, {prov['extracted_frames']} frames extracted "
           "now)")
     for split, directory in data.dirs.items():
-        counts = prov["counts"][split]
+        counts, faces = prov["counts"][split], prov["missing_faces"][split]
         print(f"{split}: {directory} ({counts['windows']} windows, {counts['videos']} videos, "
-              f"{counts['frames']} frames)")
-    print("missing faces: " + json.dumps(prov["missing_faces"]["train"]["policy"]))
+              f"{counts['frames']} frames; {faces['frames_without_face']} without a face, policy "
+              f"'{faces['policy']}')")
     return 0
