@@ -32,6 +32,8 @@ import affbench
 SUITE_KEYS = ("name", "configs", "folds", "main", "overrides", "description")
 DATA_CHOICES = ("synthaffect", "affwild2")
 SUITE_FILE_NAMES = ("suite.yaml", "suite.yml")
+# Built-in suite name -> its SynthAffect-scaled suite file (relative to the configs root).
+SYNTHAFFECT_SCALED = {"paper": "synthaffect/suite.yaml"}
 
 
 class SuiteError(ValueError):
@@ -93,18 +95,24 @@ def load_suite(path: str | Path) -> Suite:
 
 
 def builtin_suite_path(name: str, data: str | None) -> Path:
-    """The built-in suite `name` for a data choice: SynthAffect-scaled configs unless data is 'affwild2'."""
+    """The built-in suite `name` for a data choice: its SynthAffect-scaled version unless data is 'affwild2'.
+
+    ``configs/<name>/suite.yaml`` runs on the data its configs name (Aff-Wild2 for ``paper``);
+    ``configs/synthaffect/suite.yaml`` is the paper suite scaled to SynthAffect, and other scaled suites live
+    at ``configs/synthaffect/<name>.yaml``.
+    """
     root = configs_root()
-    folder = "synthaffect" if data in (None, "synthaffect") else name
-    candidates = [root / folder / f"{name}.yaml", *(root / folder / n for n in SUITE_FILE_NAMES)]
     if data == "affwild2":
-        candidates += [root / "paper" / n for n in SUITE_FILE_NAMES]
+        candidates = [root / name / n for n in SUITE_FILE_NAMES]
+    else:
+        candidates = [root / "synthaffect" / f"{name}.yaml", *(root / "synthaffect" / name / n
+                                                               for n in SUITE_FILE_NAMES)]
+        if name in SYNTHAFFECT_SCALED:
+            candidates.append(root / SYNTHAFFECT_SCALED[name])
     for candidate in candidates:
         if candidate.is_file():
-            suite_name = (yaml.safe_load(candidate.read_text(encoding="utf-8")) or {}).get("name", candidate.stem)
-            if suite_name == name or candidate.stem == name:
-                return candidate
-    known = sorted({p.parent.name for p in root.glob("*/suite.y*ml")})
+            return candidate
+    known = sorted({p.parent.name for p in root.glob("*/suite.y*ml")} - {"synthaffect"})
     raise SuiteError(f"no built-in suite '{name}' for data '{data or 'synthaffect'}' under {root}; give a suite "
                      f"file path{', or one of: ' + ', '.join(known) if known else ''}")
 
