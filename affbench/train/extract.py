@@ -68,6 +68,15 @@ def prepare_backbone(config: Mapping[str, Any], inputs: StageInputs, *, quiet: b
     return backbone, cache.backbone_identity(spec, weights_id, backbone.preprocess), tuned
 
 
+def has_features(directory: Path, record: VideoRecord) -> bool:
+    """Whether the cache holds a feature for every face image of `record`."""
+    needed = {image for image in record.images if image}
+    if not needed:
+        return True
+    cached = cache.load_video_images(directory, record.video)
+    return cached is not None and needed <= cached
+
+
 def cached_rows(directory: Path, record: VideoRecord) -> np.ndarray | None:
     """[n, D] features of a record's frames (zeros where no image) from the cache, or None if any is missing."""
     stored = cache.load_video_features(directory, record.video)
@@ -97,7 +106,7 @@ def extract_features(config: Mapping[str, Any], *, fold: int | None, quiet: bool
         cache.write_manifest(directory, {"stage": "features", "key": key, "identity": identity,
                                          "dataset": inputs.dataset_provenance, "feature_dim": int(backbone.out_dim)})
     records = inputs.records
-    missing = [r for r in records if r.has_image.any() and cached_rows(directory, r) is None]
+    missing = [r for r in records if not has_features(directory, r)]
     extracted = 0
     if missing:
         extracted = _extract_videos(config, inputs, backbone, directory, missing, quiet=quiet)

@@ -146,3 +146,12 @@ def load_video_features(directory: str | Path, video: str) -> tuple[list[str], n
         return None
     with np.load(path, allow_pickle=False) as data:
         return [str(p) for p in data["images"]], data["features"]
+
+
+def load_video_images(directory: str | Path, video: str) -> set[str] | None:
+    """The images whose features a face track has in the cache (the feature array itself is not read)."""
+    path = _video_file(Path(directory), video)
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as data:  # npz members load lazily: only the image list is read
+        return {str(p) for p in data["images"]}
