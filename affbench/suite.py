@@ -8,8 +8,8 @@ A suite file (YAML)::
     main: ours                                          # optional: the row Table 1 shows (default "ours")
     overrides: {train.epochs: 2}                        # optional: dotted keys applied to every config
 
-``run_suite`` trains every (config, fold) whose run directory lacks final metrics (``metrics.json``), skips
-the others unless ``force``, and writes ``suite.json`` (every run's resolved config, seed, plugin versions,
+``run_suite`` trains every (config, fold) whose run directory lacks final metrics (``metrics.json``) or was
+written by a different resolved config, skips the others unless ``force``, and writes ``suite.json`` (every run's resolved config, seed, plugin versions,
 data provenance, metrics and timings) and the report. One fine-tune and one extraction per backbone and fold
 serve every row that needs them: the stages are content-addressed (see affbench.train.feature_cache).
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import json
 import platform
 import time
 from collections.abc import Mapping, Sequence
@@ -222,7 +223,8 @@ def run_suite(suite: Suite, out_dir: str | Path, *, folds: str | None = None, da
         run_dir = run_dir_path(out_dir, config, fold)
         label = f"[{i + 1}/{len(pairs)}] {config['task']['name']}/{config['name']} fold {fold}"
         metrics_path = run_dir / "metrics.json"
-        if metrics_path.is_file() and not force:
+        same_config = _same_config(run_dir, config)
+        if metrics_path.is_file() and same_config and not force:
             metrics = _read_json(metrics_path)
             provenance = _read_json(run_dir / "data_provenance.json")
             runs.append(_run_record(config, fold, run_dir, metrics, status="skipped (has metrics.json)",
@@ -235,7 +237,9 @@ def run_suite(suite: Suite, out_dir: str | Path, *, folds: str | None = None, da
         t0 = time.perf_counter()
         window_data = prepare_window_shards(config, fold=fold, quiet=quiet)
         t1 = time.perf_counter()
-        metrics = train(config, fold=fold, out_dir=out_dir, resume=not force, quiet=quiet, data=window_data)
+        # A run directory left by another config is retrained from scratch, never resumed or reported.
+        metrics = train(config, fold=fold, out_dir=out_dir, resume=same_config and not force, quiet=quiet,
+                        data=window_data)
         t2 = time.perf_counter()
         seconds = {"stages_1_2": round(t1 - t0, 3), "train": round(t2 - t1, 3)}
         runs.append(_run_record(config, fold, run_dir, metrics, status="trained", seconds=seconds,
@@ -273,9 +277,16 @@ def run_suite(suite: Suite, out_dir: str | Path, *, folds: str | None = None, da
     return record
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    import json
+def _same_config(run_dir: Path, config: Any) -> bool:
+    """Whether `run_dir` was written by this resolved config (its config.resolved.yaml holds the same values)."""
+    path = run_dir / "config.resolved.yaml"
+    if not path.is_file():
+        return True  # nothing there yet: a fresh run, which may resume its own last.pt
+    saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return json.loads(json.dumps(saved)) == json.loads(json.dumps(config.to_dict()))
 
+
+def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 

@@ -85,6 +85,14 @@ def test_suite_runs_a_third_party_backbone_through_every_stage(home, synth_root,
     assert all(r["status"].startswith("skipped") for r in again["runs"])
     assert again["runs"][0]["metrics"] == saved["runs"][0]["metrics"]
 
+    # A row whose config changed is retrained (from scratch); the others stay skipped.
+    (tmp_path / "va_wo_finetune.yaml").write_text(to_yaml(tiny_config(
+        synth_root, name="wo_finetune", finetune={"enabled": False}, train={"lr": 5.0e-4})))
+    changed = run_suite(load_suite(suite.path), out, quiet=True, plots=False, echo=False)
+    assert [r["status"] for r in changed["runs"]] == ["skipped (has metrics.json)", "trained",
+                                                      "skipped (has metrics.json)"]
+    assert forwards() == before  # stage 3 only: the features are cached
+
 
 def test_parse_folds():
     assert parse_folds("0", 5) == [0]
