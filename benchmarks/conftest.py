@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from benchkit import BenchSizes, sizes_for
 
+LOAD_AT_START = pytest.StashKey[list]()
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("affbench", "affbench benchmarks")
@@ -31,6 +33,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.stash[LOAD_AT_START] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     # Caches (SynthAffect, frame shards, features) go to a throwaway home unless the user points elsewhere:
     # a benchmark must never reuse a cache entry it is meant to measure, nor litter ~/.cache.
     if not os.environ.get("AFFBENCH_HOME"):
@@ -72,7 +75,9 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         "cpu_count": os.cpu_count(),
         "device_option": config.getoption("--device"),
         "platform": platform.platform(),
-        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        # pytest-benchmark asks for the machine info when it writes the results, i.e. at the end.
+        "load_average_at_start": config.stash.get(LOAD_AT_START, None),
+        "load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
     if torch.cuda.is_available():
         index = torch.cuda.current_device()
@@ -81,8 +86,3 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
                         "capability": f"{props.major}.{props.minor}", "cuda_version": torch.version.cuda}
     machine_info["affbench"] = info
 
-
-def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
-    """The load at the end too: a figure measured while other work ran is a figure to distrust."""
-    if hasattr(os, "getloadavg"):
-        output_json["machine_info"].setdefault("affbench", {})["load_average_at_end"] = list(os.getloadavg())

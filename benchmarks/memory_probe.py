@@ -35,6 +35,44 @@ def _status_mb(field: str) -> float | None:
     return None
 
 
+class RssSampler:
+    """Samples RssAnon / RssFile of this process every few ms: the peak RSS split into heap and mapped files.
+
+    File-backed pages (mapped shards) count in RSS but are page cache the kernel can drop; anonymous pages are
+    what the process really holds.
+    """
+
+    FIELDS = ("VmRSS", "RssAnon", "RssFile", "RssShmem")
+
+    def __init__(self, interval: float = 0.005) -> None:
+        import threading
+
+        self.interval = interval
+        self.peaks = {f: 0.0 for f in self.FIELDS}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        for field in self.FIELDS:
+            value = _status_mb(field)
+            if value is not None and value > self.peaks[field]:
+                self.peaks[field] = value
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+
 def _reset_peak() -> bool:
     """Reset VmHWM to the current RSS (Linux >= 4.0), so the peak excludes the imports' transient memory."""
     try:
@@ -73,25 +111,28 @@ def main(argv: list[str] | None = None) -> int:
     rss_after_import = _status_mb("VmRSS")
     reset = _reset_peak()
     start = time.perf_counter()
-    if args.step == "idle":
-        items, unit = 0, "none"
-    elif args.step == "shard":
-        specs = video_specs(args.videos, args.frames, prefix="mem")
-        manifest = write_shards(args.out, specs, dim=args.dim, window=args.window, stride=args.stride)
-        items, unit = args.videos * args.frames, "frames/s"
-        assert manifest["counts"]["frames"] == items
-    else:
-        shards = WindowShards(args.shards)
-        items, unit = 0, "windows/s"
-        for batch in shards.loader(args.batch, shuffle_seed=0, num_workers=args.workers):
-            items += int(batch["features"].shape[0])
-        assert items == len(shards)
+    with RssSampler() as sampler:
+        if args.step == "idle":
+            items, unit = 0, "none"
+        elif args.step == "shard":
+            specs = video_specs(args.videos, args.frames, prefix="mem")
+            manifest = write_shards(args.out, specs, dim=args.dim, window=args.window, stride=args.stride)
+            items, unit = args.videos * args.frames, "frames/s"
+            assert manifest["counts"]["frames"] == items
+        else:
+            shards = WindowShards(args.shards)
+            items, unit = 0, "windows/s"
+            for batch in shards.loader(args.batch, shuffle_seed=0, num_workers=args.workers):
+                items += int(batch["features"].shape[0])
+            assert items == len(shards)
     seconds = time.perf_counter() - start
     step_peak = _status_mb("VmHWM") if reset else None
     print(json.dumps({
         "peak_rss_mb": step_peak if step_peak is not None else _peak_mb(resource.RUSAGE_SELF),
         "process_peak_rss_mb": _peak_mb(resource.RUSAGE_SELF),
         "rss_after_import_mb": rss_after_import,
+        "sampled_peak_anon_mb": sampler.peaks["RssAnon"] or None,
+        "sampled_peak_file_mb": sampler.peaks["RssFile"] or None,
         "peak_covers": "the step only (VmHWM reset after imports)" if step_peak is not None else "whole process",
         "children_peak_rss_mb": _peak_mb(resource.RUSAGE_CHILDREN),
         "seconds": seconds,
