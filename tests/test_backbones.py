@@ -6,11 +6,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from affbench_plugins.clip_backbone import TINY_VIT
-from affbench_plugins.timm_model import map_state_dict
 
 import affbench
 from affbench.model import preprocess_images
+from affbench_plugins.clip_backbone import TINY_VIT
+from affbench_plugins.timm_model import map_state_dict
 
 
 @pytest.fixture

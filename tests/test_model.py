@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import torch
-from affbench_plugins.clip_backbone import TINY_VIT
 from PIL import Image
 
 import affbench
 from affbench.model import AffectModel, MLPHead, Preprocess, preprocess_images
+from affbench_plugins.clip_backbone import TINY_VIT
 
 PAPER_LIKE = {
     "task": "va",
