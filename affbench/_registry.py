@@ -14,9 +14,10 @@ import inspect
 import os
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Callable
+from typing import Any
 
 import pluggy
 

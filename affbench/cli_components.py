@@ -19,7 +19,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 def format_table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
     """Left-aligned plain-text columns."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
     return "\n".join(lines)
 
 
