@@ -22,7 +22,7 @@ from benchmarks_paths import fresh_dir
 from affbench.train import feature_cache as cache
 from affbench.train.config import resolve
 from affbench.train.extract import FeatureSet, _extract_videos, build_window_shards
-from affbench.train.finetune import build_backbone, to_image_tensor
+from affbench.train.finetune import backbone_threads, build_backbone
 from affbench.train.stage_inputs import ensure_frame_shards, load_stage_inputs
 from affbench_plugins.clip_backbone import TINY_VIT
 
@@ -97,15 +97,18 @@ def test_extraction(benchmark, extraction_case, device, sizes):
 
 
 def test_baseline_forward_only(benchmark, extraction_case, device, sizes):
-    """The same backbone on the same frames, decoded and preprocessed beforehand, same batch."""
+    """The same backbone on the same frames, decoded and preprocessed beforehand, same batch and threads."""
+    import numpy as np
+
     from affbench.data.frame_shards import FrameShards, decode_jpeg
+    from affbench.model import preprocess_images
 
     benchmark.group = "extraction"
     case = extraction_case
     backbone = case["backbone"].to(device).eval()
     preprocess = backbone.preprocess
-    images = torch.stack([to_image_tensor(decode_jpeg(s["jpg"]), preprocess)
-                          for s in FrameShards(case["frame_shards"])])
+    pixels = np.stack([decode_jpeg(s["jpg"]) for s in FrameShards(case["frame_shards"])])
+    images = preprocess_images(pixels, preprocess)
     assert images.shape[0] == case["frames"]
     amp = device.type == "cuda" and bool(case["config"]["extract"]["amp"])
     if device.type == "cuda":  # as the extractor runs it
@@ -114,7 +117,9 @@ def test_baseline_forward_only(benchmark, extraction_case, device, sizes):
     batch = case["config"]["extract"]["batch_size"]
 
     def forward() -> None:
-        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+        # backbone_threads(): the extractor's own thread policy, so the ratio isolates the data path.
+        with backbone_threads(), torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16,
+                                                                        enabled=amp):
             for i in range(0, images.shape[0], batch):
                 chunk = images[i:i + batch]
                 if device.type == "cuda":
