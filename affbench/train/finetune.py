@@ -107,29 +107,25 @@ def _training_records(inputs: StageInputs, max_frames: int | None, seed: int) ->
     return [select_frames(r, keep) for r, keep in usable if keep.any()], total
 
 
-def idle_cpu_cores() -> int:
-    """CPU cores this process may use minus those other processes keep busy (1-minute load average), >= 1."""
+def cpu_cores() -> int:
+    """CPU cores this process may run on."""
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    try:
-        busy_elsewhere = max(0.0, os.getloadavg()[0] - 1.0)  # the load includes this process itself
-    except OSError:
-        busy_elsewhere = 0.0
-    return max(1, min(cores, cores - int(busy_elsewhere + 0.5)))
+        return os.cpu_count() or 1
 
 
 @contextlib.contextmanager
 def backbone_threads() -> Iterator[None]:
-    """Run the block with torch on the idle CPU cores and denormals flushed, then restore both.
+    """Run the block with torch on every CPU core this process may use and denormals flushed, then restore.
 
-    Stage 3 may lower torch's thread count for its tiny models (train.threads); the backbone stages are
-    convolution-heavy and should use the machine. But more OpenMP threads than free cores is far worse than
-    fewer: on 2 cores with one kept busy by another process, 2 threads ran EfficientNet-Lite0 7x slower than 1.
+    Stage 3 may lower torch's thread count for its tiny models (train.threads) and that setting is process-wide;
+    the backbone stages are convolution-heavy and must not inherit it inside a suite. The count is fixed per
+    machine, never adapted to the load: CPU results depend on the thread count, and a cached fine-tune must
+    not depend on what else was running.
     """
     before = torch.get_num_threads()
-    torch.set_num_threads(idle_cpu_cores())
+    torch.set_num_threads(cpu_cores())
     # Fine-tuned weights and activations can hold denormal floats, which x86 CPUs process many times slower.
     torch.set_flush_denormal(True)
     try:
