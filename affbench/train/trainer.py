@@ -144,9 +144,12 @@ def train(config: Config | Mapping[str, Any] | str | Path, *, fold: int | None =
     config = as_config(config)
     started_group = not D.is_distributed()
     info = D.init_distributed()
+    # train.threads is process-wide in torch: give the caller (a suite, a notebook) its setting back.
+    threads_before = torch.get_num_threads()
     try:
         return _train(config, fold=fold, out_dir=Path(out_dir), resume=resume, quiet=quiet, data=data, info=info)
     finally:
+        torch.set_num_threads(threads_before)
         if started_group and D.is_distributed():
             D.cleanup()
 
