@@ -8,17 +8,17 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import inspect
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from affbench.data.affwild2_layout import SPLITS, TASKS, AffWild2FormatError
+from affbench.cli_support import print_usage, reporting_input_errors
+from affbench.data.affwild2_layout import SPLITS, TASKS
 
 SYNTH_SIZES = ("tiny", "small", "medium", "large")
 
@@ -27,7 +27,7 @@ def add_commands(subparsers) -> None:
     """Add the `data` command group (frames, folds, synth) to the top-level parser's subparsers."""
     data = subparsers.add_parser("data", help="read datasets: per-frame table, fold manifests, SynthAffect",
                                  description="Read datasets: per-frame table, fold manifests, SynthAffect.")
-    data.set_defaults(func=lambda args: _usage(data))
+    data.set_defaults(func=lambda args: print_usage(data))
     commands = data.add_subparsers(dest="data_command", metavar="{frames,folds,synth}")
 
     frames = commands.add_parser(
@@ -35,26 +35,26 @@ def add_commands(subparsers) -> None:
         description="Print one CSV row per annotation line: video,frame,image,valid,<labels>. `image` is the face "
                     "image's path relative to the dataset root (empty where no face was found); `valid` is 1 when "
                     "the label is usable.")
-    _add_dataset_arguments(frames)
+    add_dataset_arguments(frames)
     frames.add_argument("--task", required=True, choices=TASKS)
     frames.add_argument("--split", required=True, choices=SPLITS)
     frames.add_argument("--seed", dest="dataset_seed", type=int, default=None,
                         help="dataset seed option (synthaffect)")
     frames.add_argument("--out", type=Path, default=None, help="write to FILE instead of stdout")
-    frames.set_defaults(func=_handled("frames", run_frames))
+    frames.set_defaults(func=reporting_input_errors("affbench data frames", run_frames))
 
     folds = commands.add_parser(
         "folds", help="write K-fold splits grouped by source video as a manifest",
         description="K-fold cross-validation over train+validation, grouped by source video (_left and _right "
                     "of one video stay together), balanced by frame count, stable for a seed.")
-    _add_dataset_arguments(folds)
+    add_dataset_arguments(folds)
     folds.add_argument("--task", required=True, choices=TASKS)
     folds.add_argument("--k", type=int, default=5, help="number of folds (default 5)")
     folds.add_argument("--seed", type=int, default=0, help="fold seed (default 0)")
     folds.add_argument("--dataset-seed", dest="dataset_seed", type=int, default=None,
                        help="dataset seed option (synthaffect)")
     folds.add_argument("--out", type=Path, default=None, help="manifest file to write (default: print to stdout)")
-    folds.set_defaults(func=_handled("folds", run_folds))
+    folds.set_defaults(func=reporting_input_errors("affbench data folds", run_folds))
 
     synth = commands.add_parser(
         "synth", help="generate the SynthAffect dataset in the Aff-Wild2 layout",
@@ -62,10 +62,10 @@ def add_commands(subparsers) -> None:
     synth.add_argument("--out", type=Path, required=True, help="output folder")
     synth.add_argument("--size", choices=SYNTH_SIZES, default="small")
     synth.add_argument("--seed", type=int, default=0)
-    synth.set_defaults(func=_handled("synth", run_synth))
+    synth.set_defaults(func=reporting_input_errors("affbench data synth", run_synth))
 
 
-def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("dataset")
     group.add_argument("--dataset", default="affwild2", metavar="NAME",
                        help="registered dataset name (default affwild2; see `affbench list dataset`)")
@@ -77,30 +77,6 @@ def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--size", default=None, help="dataset size option (synthaffect: tiny|small|medium|large)")
     group.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                        help="any other dataset option (value read as YAML); repeatable")
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
-
-
-def _handled(command: str, func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Run `func`; input errors become one line on stderr and exit code 2, not a traceback."""
-    import affbench
-
-    @functools.wraps(func)
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except BrokenPipeError:  # e.g. `| head`: stop quietly, and keep Python from complaining at exit
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            return 0
-        except (AffWild2FormatError, affbench.PluginError, ValueError, OSError, ImportError) as exc:
-            print(f"affbench data {command}: error: {exc}", file=sys.stderr)
-            return 2
-
-    return run
 
 
 def dataset_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -13,21 +13,21 @@ because they are the provenance that trainers check before using the shards.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from affbench.cli_support import print_usage, reporting_input_errors
 from affbench.data.affwild2_layout import SPLITS, TASKS
 
 
 def add_commands(subparsers) -> None:
     """Add the `shard` command group (frames, windows) to the top-level parser's subparsers."""
-    from affbench.data.cli import _add_dataset_arguments
+    from affbench.data.cli import add_dataset_arguments
     from affbench.data.frame_shards import DEFAULT_MAXCOUNT as FRAME_MAXCOUNT
     from affbench.data.missing_faces import DEFAULT_POLICY, POLICIES
     from affbench.data.window_shards import DEFAULT_MAXCOUNT as WINDOW_MAXCOUNT
@@ -35,25 +35,25 @@ def add_commands(subparsers) -> None:
     shard = subparsers.add_parser(
         "shard", help="write webdataset shards (frames, windows)",
         description="Write webdataset shard sets with a manifest.json; a set is replaced atomically.")
-    shard.set_defaults(func=lambda args: _usage(shard))
+    shard.set_defaults(func=lambda args: print_usage(shard))
     commands = shard.add_subparsers(dest="shard_command", metavar="{frames,windows}")
 
     frames = commands.add_parser(
         "frames", help="one sample per face image: JPEG bytes + labels",
         description="Write frame shards (jpg bytes as stored + json {video, frame, valid, labels}) for "
                     "fine-tuning and feature extraction.")
-    _add_dataset_arguments(frames)
+    add_dataset_arguments(frames)
     frames.add_argument("--task", required=True, choices=TASKS)
     frames.add_argument("--split", required=True, choices=SPLITS)
     frames.add_argument("--out", type=Path, required=True, help="shard set folder to (re)write")
     frames.add_argument("--maxcount", type=int, default=FRAME_MAXCOUNT, help=f"images per shard (default {FRAME_MAXCOUNT})")
-    frames.set_defaults(func=_handled("frames", run_frames))
+    frames.set_defaults(func=reporting_input_errors("affbench shard frames", run_frames))
 
     windows = commands.add_parser(
         "windows", help="window shards from per-video feature files",
         description="Cut per-video features (<video>.npy, float [n_frames, D]) into windows and write window "
                     "shards with labels, validity, feature mask and frame ids.")
-    _add_dataset_arguments(windows)
+    add_dataset_arguments(windows)
     windows.add_argument("--task", required=True, choices=TASKS)
     windows.add_argument("--split", required=True, choices=SPLITS)
     windows.add_argument("--features", type=Path, required=True, help="folder of <video>.npy feature arrays")
@@ -67,28 +67,7 @@ def add_commands(subparsers) -> None:
     windows.add_argument("--out", type=Path, required=True, help="shard set folder to (re)write")
     windows.add_argument("--maxcount", type=int, default=WINDOW_MAXCOUNT,
                          help=f"windows per shard (default {WINDOW_MAXCOUNT})")
-    windows.set_defaults(func=_handled("windows", run_windows))
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
-
-
-def _handled(command: str, func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Run `func`; input errors become one line on stderr and exit code 2, not a traceback."""
-    import affbench
-    from affbench.data.affwild2_layout import AffWild2FormatError
-
-    @functools.wraps(func)
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except (AffWild2FormatError, affbench.PluginError, ValueError, OSError, ImportError) as exc:
-            print(f"affbench shard {command}: error: {exc}", file=sys.stderr)
-            return 2
-
-    return run
+    windows.set_defaults(func=reporting_input_errors("affbench shard windows", run_windows))
 
 
 def _dataset_provenance(dataset: Any, task: str) -> dict[str, Any]:
