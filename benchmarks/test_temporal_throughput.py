@@ -104,7 +104,7 @@ def test_affbench_trainer(benchmark, temporal_data, bench_dir, device, sizes):
         pytest.skip("no CUDA")
     one_epoch()  # warm-up: first use of the kernels in this process
     rates.clear()
-    benchmark.pedantic(one_epoch, rounds=1 if sizes.quick else 2, warmup_rounds=0, iterations=1)
+    benchmark.pedantic(one_epoch, rounds=sizes.temporal_rounds, warmup_rounds=0, iterations=1)
     record_rate(benchmark, items_per_second=statistics.median(rates), unit="windows/s", device=device,
                 batch_size=sizes.temporal_batch, shapes=_shapes(sizes), steps=sizes.temporal_steps,
                 rounds=len(rates), timing="trainer's windows_per_s (step loop only)",
@@ -130,7 +130,7 @@ def test_baseline_plain_loop(benchmark, temporal_data, device, sizes):
 
     measure(benchmark, steps, items=sizes.temporal_steps * sizes.temporal_batch, unit="windows/s", device=device,
             batch_size=sizes.temporal_batch, shapes=_shapes(sizes), sizes=sizes, setup=setup,
-            rounds=1 if sizes.quick else 2, steps=sizes.temporal_steps,
+            rounds=sizes.temporal_rounds, steps=sizes.temporal_steps,
             params_millions=round(_params(_fresh_model(config, sizes, "cpu")[0]), 2))
 
 
@@ -153,4 +153,4 @@ def test_plain_loop_loader_fed(benchmark, temporal_data, device, sizes):
 
     measure(benchmark, steps, items=sizes.temporal_steps * sizes.temporal_batch, unit="windows/s", device=device,
             batch_size=sizes.temporal_batch, shapes=_shapes(sizes), sizes=sizes, setup=setup,
-            rounds=1 if sizes.quick else 2, steps=sizes.temporal_steps)
+            rounds=sizes.temporal_rounds, steps=sizes.temporal_steps)
