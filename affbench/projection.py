@@ -109,8 +109,16 @@ def find(results: Sequence[Result], name: str) -> Result | None:
 
 
 def ratio(results: Sequence[Result], name: str, baseline: str) -> float | None:
-    """items/s of `name` over items/s of `baseline`, or None where either is missing."""
+    """items/s of `name` over items/s of `baseline`, or None where either is missing.
+
+    A benchmark that timed a round of `baseline` right before each of its own rounds stores the median of the
+    per-pair ratios (``extra_info["paired_ratio"]``, ``paired_baseline``); that figure is used when present,
+    as it cancels the machine's drift between two benchmarks.
+    """
     a, b = find(results, name), find(results, baseline)
+    if a is not None and a.extra.get("paired_baseline") == baseline and \
+            isinstance(a.extra.get("paired_ratio"), int | float):
+        return float(a.extra["paired_ratio"])
     if a is None or b is None or not a.items_per_second or not b.items_per_second:
         return None
     return a.items_per_second / b.items_per_second
@@ -196,6 +204,8 @@ def format_table(results: Sequence[Result]) -> str:
             else:
                 parts = [f"{r.items_per_second / b.items_per_second:.2f}x {b.name}"
                          for b in baselines_for(r, results) if r.items_per_second]
+                if isinstance(r.extra.get("paired_ratio"), int | float):
+                    parts.append(f"paired rounds: {r.extra['paired_ratio']:.2f}x {r.extra.get('paired_baseline')}")
                 note = "; ".join(parts) or "-"
             if group == "memory" and isinstance(r.extra.get("peak_rss_mb"), int | float):
                 note = f"peak RSS {r.extra['peak_rss_mb']:.0f} MiB" + (
