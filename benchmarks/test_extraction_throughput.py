@@ -21,7 +21,7 @@ from benchmarks_paths import fresh_dir
 
 from affbench.train import feature_cache as cache
 from affbench.train.config import resolve
-from affbench.train.extract import FeatureSet, _extract_videos, build_window_shards
+from affbench.train.extract import FeatureSet, build_window_shards, extract_videos
 from affbench.train.finetune import backbone_threads, build_backbone
 from affbench.train.stage_inputs import ensure_frame_shards, load_stage_inputs
 from affbench_plugins.clip_backbone import TINY_VIT
@@ -82,7 +82,7 @@ def test_extraction(benchmark, extraction_case, device, sizes):
         state["directory"] = fresh_dir(case["scratch"] / "features")
 
     def extract() -> None:
-        done = _extract_videos(config, inputs, backbone, state["directory"], case["records"], quiet=True)
+        done = extract_videos(config, inputs, backbone, state["directory"], case["records"], quiet=True)
         assert done == case["frames"]
         features = FeatureSet(state["directory"], key, case["identity"], int(backbone.out_dim), done, None)
         for split in ("train", "validation"):

@@ -115,7 +115,7 @@ SCHEMA: dict[str, Any] = {
         "threads": _k("int|null", None, "CPU threads for torch in stage 3 (null: torch's default); tiny models "
                       "run fastest with 1"),
         "checkpoint_every": _k("int|null", None, "also save last.pt every N optimizer steps (null: per epoch)"),
-        "resampled_len": _k("int|null", None, "windows per epoch per process (null: one pass over the shards)"),
+        "resampled_len": _k("int|null", None, "batches per process per epoch, shards drawn with replacement (null: one pass over the shards)"),
     },
     "eval": {
         "smoothing": _k("int|null", None, "temporal smoothing window in frames (EXPR mode filter, VA moving "

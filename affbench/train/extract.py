@@ -109,12 +109,13 @@ def extract_features(config: Mapping[str, Any], *, fold: int | None, quiet: bool
     missing = [r for r in records if not has_features(directory, r)]
     extracted = 0
     if missing:
-        extracted = _extract_videos(config, inputs, backbone, directory, missing, quiet=quiet)
+        extracted = extract_videos(config, inputs, backbone, directory, missing, quiet=quiet)
     return FeatureSet(directory, key, identity, int(backbone.out_dim), extracted, tuned)
 
 
-def _extract_videos(config: Mapping[str, Any], inputs: StageInputs, backbone: nn.Module, directory: Path,
-                    missing: Sequence[VideoRecord], *, quiet: bool) -> int:
+def extract_videos(config: Mapping[str, Any], inputs: StageInputs, backbone: nn.Module, directory: Path,
+                   missing: Sequence[VideoRecord], *, quiet: bool) -> int:
+    """Features of every face image of `missing` videos into `directory` (one file per video); frames done."""
     ex = config["extract"]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     amp = bool(ex["amp"]) and device.type == "cuda"
