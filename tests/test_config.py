@@ -102,7 +102,8 @@ def test_builtin_configs_load(path):
     c = load_config(path)
     rel = Path(path).relative_to(ROOT / "configs")
     assert c["task"]["name"] == rel.parts[1] and c["name"] == rel.stem
-    assert find_config(str(rel.with_suffix(""))).resolve() == Path(path).resolve()
+    # The built-in name finds the installed copy of this very file (a wheel install holds a copy, not the path).
+    assert find_config(str(rel.with_suffix(""))).read_bytes() == Path(path).read_bytes()
     if rel.parts[0] == "paper":
         assert (c["train"]["lr"], c["train"]["batch_size"], c["data"]["window"], c["data"]["stride"]) == \
             (3e-5, 32, 300, 200)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from trainer_fixtures import tiny_config, write_tiny_data
 
+from affbench.data.shard_manifest import ProvenanceMismatchError
 from affbench.train.checkpoints import load_checkpoint
 from affbench.train.config import load_config, resolve
 from affbench.train.trainer import train
@@ -53,3 +55,15 @@ def test_early_stopping_and_finished_resume(tmp_path):
     assert (tmp_path / "va" / "tiny_va" / "official" / "metrics.json").is_file()
     again = train(config, fold=None, out_dir=tmp_path, data=data, quiet=True, resume=True)
     assert again["epochs_run"] == 2 and again["metrics"] == result["metrics"]
+
+
+def test_window_shards_built_for_another_config_are_refused(tmp_path):
+
+    data = write_tiny_data(tmp_path / "data", "va", window=16, stride=10)
+    va = tiny_config("va").to_dict()
+    other_stride = resolve({**va, "data": {**va["data"], "stride": 8}}, path="tiny.yaml")
+    with pytest.raises(ProvenanceMismatchError, match=r"stride.*10.*8"):
+        train(other_stride, out_dir=tmp_path / "runs", quiet=True, data=data)
+    other_task = tiny_config("expr")
+    with pytest.raises(ProvenanceMismatchError, match=r"task\.name.*va.*expr"):
+        train(other_task, out_dir=tmp_path / "runs", quiet=True, data=data)

@@ -55,7 +55,8 @@ def write_tiny_data(root: Path, task: str = "va", *, window: int = 16, stride: i
         records = make_records(task, lengths, seed + offset, prefix=f"{split[:3]}_v")
         dirs[split] = root / split
         write_window_shards(dirs[split], records, window=window, stride=stride,
-                            manifest_extra={"task": task, "split": split}, maxcount=maxcount, quiet=True)
+                            manifest_extra={"task": {"name": task}, "split": split,
+                                            "missing_faces": {"policy": "mask"}}, maxcount=maxcount, quiet=True)
     return TinyWindowData(dirs["train"], dirs["validation"], FEATURE_DIM, {"fixture": "tiny"},
                           {"train": ["tra_v0"], "validation": ["val_v0"]})
 

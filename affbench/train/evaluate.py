@@ -369,11 +369,10 @@ def _split_outputs(config: Any, model: torch.nn.Module, *, fold: int | None, spl
                    quiet: bool) -> VideoOutputs:
     if split not in ("train", "validation"):
         raise ValueError(f"split must be 'train' or 'validation', got {split!r}")
-    from affbench.data.window_shards import WindowShards
-    from affbench.train.trainer import split_dir, window_data
+    from affbench.train.trainer import open_window_shards, window_data
 
     data = window_data(config, fold=fold, quiet=quiet, data=data)
-    shards = WindowShards(split_dir(data, split))
+    shards = open_window_shards(config, data, split)
     info = D.init_distributed()
     return run_windows(model, shards.iter_windows(), device=next(model.parameters()).device,
                        batch_size=config["eval"]["batch_size"], amp=config["train"]["amp"], rank=info.rank,

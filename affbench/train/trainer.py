@@ -68,6 +68,20 @@ def split_dir(data: Any, split: str) -> Path:
     raise AttributeError(f"window data {data!r} has no '{split}' shard directory")
 
 
+def expected_provenance(config: Config) -> dict[str, Any]:
+    """What a config's window shards must have been built with: task, windowing and missing-face policy."""
+    data = config["data"]
+    return {"task": {"name": config["task"]["name"]}, "window": data["window"], "stride": data["stride"],
+            "missing_faces": {"policy": data["missing_faces"]}}
+
+
+def open_window_shards(config: Config, data: Any, split: str):
+    """The window shards of `split` (a WindowShards), refused when their manifest was built for another config."""
+    from affbench.data.window_shards import WindowShards
+
+    return WindowShards(split_dir(data, split), expect=expected_provenance(config))
+
+
 def window_data(config: Config, *, fold: int | None, quiet: bool, data: Any = None) -> Any:
     """The config's window shards (prepared once by rank 0; other ranks then find them in the cache)."""
     if data is not None:
@@ -156,15 +170,13 @@ def train(config: Config | Mapping[str, Any] | str | Path, *, fold: int | None =
 
 def _train(config: Config, *, fold: int | None, out_dir: Path, resume: bool, quiet: bool, data: Any,
            info: D.DistInfo) -> dict:
-    from affbench.data.window_shards import WindowShards
-
     tcfg, ecfg = config["train"], config["eval"]
     device = info.device
     seed = int(tcfg["seed"])
     run_dir = run_dir_path(out_dir, config, fold)
     data = window_data(config, fold=fold, quiet=quiet, data=data)
-    train_shards = WindowShards(split_dir(data, "train"))
-    val_shards = WindowShards(split_dir(data, "validation"))
+    train_shards = open_window_shards(config, data, "train")
+    val_shards = open_window_shards(config, data, "validation")
     feature_dim = int(getattr(data, "feature_dim", None) or train_shards.feature_dim)
     if info.is_main:
         prepare_run_dir(run_dir, config, seed=seed, fold=fold, fold_manifest=_fold_manifest(data),
