@@ -25,10 +25,11 @@ def test_two_process_gloo_matches_single_process_evaluation(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT),
-         str(tmp_path / "data"), str(tmp_path / "out"), "--set", '{"epochs": 2}'],
+         str(tmp_path / "data"), str(tmp_path / "out"), "--set", '{"epochs": 2}',
+         "--result-dir", str(tmp_path / "results")],
         env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    results = [json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    results = [json.loads((tmp_path / "results" / f"result.rank{r}.json").read_text()) for r in (0, 1)]
     assert len(results) == 2 and results[0]["metrics"] == results[1]["metrics"]
     assert results[0]["world_size"] == 2
     run_dir = tmp_path / "out" / "va" / "tiny_va" / "fold0"

@@ -94,11 +94,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--task", default="va")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--set", default="{}", help="JSON train overrides")
+    parser.add_argument("--result-dir", type=Path, default=None,
+                        help="write each process's result to result.rank<R>.json here (processes sharing one "
+                             "stdout pipe can interleave their lines)")
     args = parser.parse_args(argv)
     data = TinyWindowData(args.data_dir / "train", args.data_dir / "validation", FEATURE_DIM)
     result = train(tiny_config(args.task, **json.loads(args.set)), fold=0, out_dir=args.out_dir,
                    resume=args.resume, quiet=True, data=data)
-    print("RESULT " + json.dumps(result, default=str))
+    text = json.dumps(result, default=str)
+    if args.result_dir is not None:
+        import os
+
+        args.result_dir.mkdir(parents=True, exist_ok=True)
+        (args.result_dir / f"result.rank{os.environ.get('RANK', '0')}.json").write_text(text)
+    print("RESULT " + text)
 
 
 if __name__ == "__main__":
