@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from safetensors.torch import load_file
-from stage_fixtures import tiny_config
+from stage_fixtures import TinyNet, tiny_config
 
 import affbench.train.finetune as ft
 from affbench.data.frame_shards import FrameShards
@@ -92,3 +92,39 @@ def test_finetune_needs_a_backbone(home, synth_root):
     config = tiny_config(synth_root, backbone=None)
     with pytest.raises(ValueError, match="backbone is null"):
         ft.finetune(config, fold=0, quiet=True)
+
+
+class _BatchNormTinyNet(TinyNet):
+    """The tiny backbone with a BatchNorm layer whose running statistics stand for pretrained ones."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn = torch.nn.BatchNorm2d(self.conv.out_channels)
+        self.bn.running_mean.fill_(0.25)
+        self.bn.running_var.fill_(2.0)
+        self.weights_id = "random:tinynet-bn:seed0"
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.bn(self.conv(images))).mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("mode", ["frozen", "train"])
+def test_finetune_keeps_pretrained_batchnorm_statistics_unless_told_to_train_them(home, synth_root, monkeypatch,
+                                                                                   mode):
+    monkeypatch.setattr(ft, "build_backbone", lambda spec: _BatchNormTinyNet())
+    config = tiny_config(synth_root, finetune={"batchnorm": mode})
+    result = ft.finetune(config, fold=0, quiet=True)
+    base, saved = _BatchNormTinyNet().state_dict(), load_file(str(result.weights_path))
+    stats = ("bn.running_mean", "bn.running_var", "bn.num_batches_tracked")
+    if mode == "frozen":
+        assert all(torch.equal(saved[k], base[k]) for k in stats)
+    else:
+        assert not any(torch.equal(saved[k], base[k]) for k in stats)
+    assert not torch.equal(saved["bn.weight"], base["bn.weight"]), "BatchNorm affine parameters must still train"
+    other = "train" if mode == "frozen" else "frozen"
+    assert ft.finetune(tiny_config(synth_root, finetune={"batchnorm": other}), fold=0,
+                       quiet=True).directory != result.directory
+
+
+def test_finetune_batchnorm_defaults_to_train(synth_root):
+    assert tiny_config(synth_root)["finetune"]["batchnorm"] == "train"

@@ -78,6 +78,10 @@ SCHEMA: dict[str, Any] = {
         "max_frames": _k("int|null", None, "cap on stage 1 training frames per epoch (null: all)"),
         "workers": _k("int", 2, "stage 1 data-loader workers"),
         "seed": _k("int", 0, "stage 1 seed"),
+        "batchnorm": _k("str", "train", "stage 1 BatchNorm layers of the backbone: frozen (eval mode: the "
+                        "pretrained running statistics are kept, affine parameters still trained) or train "
+                        "(running statistics re-estimated from the fine-tuning batches)",
+                        choices=("frozen", "train")),
     },
     "extract": {
         "batch_size": _k("int", 64, "stage 2 batch size"),

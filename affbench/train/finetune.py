@@ -1,6 +1,9 @@
 """Stage 1: fine-tune the image backbone with new fully connected layers on frame labels of one fold.
 
-All parameters of the backbone and the new layers are updated with AdamW on the task's own masked loss.
+All parameters of the backbone and the new layers are updated with AdamW on the task's own masked loss. With
+``finetune.batchnorm: frozen`` the backbone's BatchNorm layers stay in eval mode: they keep their pretrained
+running statistics, which a short fine-tune with small batches would otherwise overwrite (the default, ``train``,
+re-estimates them).
 Only the fold's training videos are used (never a validation frame), optionally capped at
 ``finetune.max_frames`` frames drawn with ``finetune.seed``. Frames are read from cached frame shards and
 decoded in DataLoader workers.
@@ -213,6 +216,7 @@ def finetune(config: Mapping[str, Any], *, fold: int | None, quiet: bool = False
                                 shuffle_seed=int(ft["seed"]), epoch=epoch, pin_memory=device.type == "cuda")
         with backbone_threads():
             loss_sum, seen = _train_epoch(model, task, optimizer, batches, backbone.preprocess, device, n_frames,
+                                          freeze_batchnorm=ft["batchnorm"] == "frozen",
                                           desc=f"finetune {inputs.task} fold {inputs.fold} epoch {epoch + 1}",
                                           quiet=quiet)
         history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "frames": seen,
@@ -249,10 +253,24 @@ def _new_head(in_dim: int, out_dim: int) -> nn.Module:
     return MLPHead(in_dim, out_dim, hidden=HEAD_HIDDEN, dropout=HEAD_DROPOUT, norm="none")
 
 
-def _train_epoch(model: nn.ModuleDict, task: nn.Module, optimizer: torch.optim.Optimizer, batches: Any,
-                 preprocess: Any, device: torch.device, n_frames: int, *, desc: str, quiet: bool
-                 ) -> tuple[float, int]:
+def set_train_mode(model: nn.Module, *, freeze_batchnorm: bool) -> None:
+    """Put `model` in training mode; with `freeze_batchnorm`, every BatchNorm layer stays in eval mode.
+
+    A BatchNorm layer in eval mode normalises with its pretrained running statistics and never updates them;
+    its affine parameters are still trained. In train mode a short fine-tune with small batches would overwrite
+    those statistics, and the features extracted afterwards (in eval mode) would all be shifted.
+    """
     model.train()
+    if freeze_batchnorm:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
+def _train_epoch(model: nn.ModuleDict, task: nn.Module, optimizer: torch.optim.Optimizer, batches: Any,
+                 preprocess: Any, device: torch.device, n_frames: int, *, freeze_batchnorm: bool, desc: str,
+                 quiet: bool) -> tuple[float, int]:
+    set_train_mode(model, freeze_batchnorm=freeze_batchnorm)
     amp = device.type == "cuda"
     loss_sum, seen = 0.0, 0
     with tqdm(total=n_frames, desc=desc, unit="frame", disable=quiet, leave=False) as bar:
