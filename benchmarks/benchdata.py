@@ -60,7 +60,9 @@ def write_shards(out_dir: Path, specs: list[VideoSpec], *, dim: int, window: int
     """affbench window shards of `specs`; returns the manifest."""
     options = {} if maxcount is None else {"maxcount": maxcount}
     return write_window_shards(out_dir, iter_videos(specs, dim), window=window, stride=stride,
-                               manifest_extra={"source": "benchmarks", "task": "va"}, quiet=True, **options)
+                               manifest_extra={"source": "benchmarks", "task": {"name": "va"},
+                                               "missing_faces": {"policy": "mask"}},
+                               quiet=True, **options)
 
 
 def write_per_frame_npy(root: Path, specs: list[VideoSpec], *, dim: int) -> None:
