@@ -39,7 +39,7 @@ def add_commands(subparsers) -> None:
     frames.add_argument("--task", required=True, choices=TASKS)
     frames.add_argument("--split", required=True, choices=SPLITS)
     frames.add_argument("--seed", dest="dataset_seed", type=int, default=None,
-                        help="dataset seed option (synthaffect)")
+                        help="short for --dataset-seed (frames has no seed of its own)")
     frames.add_argument("--out", type=Path, default=None, help="write to FILE instead of stdout")
     frames.set_defaults(func=reporting_input_errors("affbench data frames", run_frames))
 
@@ -51,8 +51,6 @@ def add_commands(subparsers) -> None:
     folds.add_argument("--task", required=True, choices=TASKS)
     folds.add_argument("--k", type=int, default=5, help="number of folds (default 5)")
     folds.add_argument("--seed", type=int, default=0, help="fold seed (default 0)")
-    folds.add_argument("--dataset-seed", dest="dataset_seed", type=int, default=None,
-                       help="dataset seed option (synthaffect)")
     folds.add_argument("--out", type=Path, default=None, help="manifest file to write (default: print to stdout)")
     folds.set_defaults(func=reporting_input_errors("affbench data folds", run_folds))
 
@@ -75,6 +73,8 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--annotations", type=Path, default=None, help="annotation folder (instead of --root)")
     group.add_argument("--images", type=Path, default=None, help="cropped_aligned/ folder (instead of --root)")
     group.add_argument("--size", default=None, help="dataset size option (synthaffect: tiny|small|medium|large)")
+    group.add_argument("--dataset-seed", dest="dataset_seed", type=int, default=None,
+                       help="dataset seed option (synthaffect)")
     group.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                        help="any other dataset option (value read as YAML); repeatable")
 
