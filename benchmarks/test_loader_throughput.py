@@ -74,11 +74,9 @@ def test_window_shards_loader(benchmark, layouts, device, sizes):
             storage="float16 window shards", shards=len(shards.shards))
 
 
-def test_baseline_per_frame_npy(benchmark, layouts, device, sizes):
-    """Published layout: one float32 .npy per frame, windows assembled per item."""
+def _measure_baseline(benchmark, dataset, layouts, device, sizes, storage: str) -> None:
+    """Windows/s of one pass over a baseline layout through a plain DataLoader."""
     benchmark.group = "loader"
-    dataset = PerFrameNpyWindows(layouts["root"] / "per_frame", layouts["specs"], dim=sizes.feature_dim,
-                                 window=sizes.window, stride=sizes.stride)
     assert len(dataset) == layouts["windows"]
 
     def one_pass() -> None:
@@ -87,23 +85,21 @@ def test_baseline_per_frame_npy(benchmark, layouts, device, sizes):
 
     measure(benchmark, one_pass, items=layouts["windows"], unit="windows/s", device=device,
             batch_size=sizes.loader_batch, shapes=_shapes(sizes), sizes=sizes, workers=sizes.loader_workers,
-            storage="float32 .npy per frame")
+            storage=storage)
+
+
+def test_baseline_per_frame_npy(benchmark, layouts, device, sizes):
+    """Published layout: one float32 .npy per frame, windows assembled per item."""
+    dataset = PerFrameNpyWindows(layouts["root"] / "per_frame", layouts["specs"], dim=sizes.feature_dim,
+                                 window=sizes.window, stride=sizes.stride)
+    _measure_baseline(benchmark, dataset, layouts, device, sizes, "float32 .npy per frame")
 
 
 def test_baseline_per_video_npz(benchmark, layouts, device, sizes):
     """One float32 .npz per video, loaded for each window."""
-    benchmark.group = "loader"
     dataset = PerVideoNpzWindows(layouts["root"] / "per_video", layouts["specs"], window=sizes.window,
                                  stride=sizes.stride)
-    assert len(dataset) == layouts["windows"]
-
-    def one_pass() -> None:
-        loader = baseline_loader(dataset, batch_size=sizes.loader_batch, workers=sizes.loader_workers)
-        assert _consume(loader, device) == layouts["windows"]
-
-    measure(benchmark, one_pass, items=layouts["windows"], unit="windows/s", device=device,
-            batch_size=sizes.loader_batch, shapes=_shapes(sizes), sizes=sizes, workers=sizes.loader_workers,
-            storage="float32 .npz per video")
+    _measure_baseline(benchmark, dataset, layouts, device, sizes, "float32 .npz per video")
 
 
 def test_in_memory_batches(benchmark, layouts, device, sizes):
