@@ -172,4 +172,5 @@ def test_cli_folds_on_the_fixture(tmp_path, capsys):
 def test_cli_folds_k_too_large(capsys):
     code = data_main(["data", "folds", "--root", str(FIXTURE_ROOT), "--task", "expr", "--k", "5"])
     assert code == 2
-    assert "k=5 folds need at least 5 source videos, but the records hold 4" in capsys.readouterr().err
+    assert "without any 'expr' video (4 source videos are labelled for 'expr'); use a smaller k" in \
+        capsys.readouterr().err

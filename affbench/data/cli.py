@@ -144,11 +144,11 @@ def run_frames(args: argparse.Namespace) -> int:
 
 def run_folds(args: argparse.Namespace) -> int:
     """`affbench data folds`."""
-    from affbench.data.folds import fold_frame_counts, fold_manifest_text, make_folds, write_fold_manifest
+    from affbench.data.folds import fold_frame_counts, fold_manifest_text, task_folds, write_fold_manifest
 
     dataset = open_dataset(args)
     records = [r for split in SPLITS for r in dataset.videos(args.task, split)]
-    folds = make_folds(records, k=args.k, seed=args.seed)
+    folds, tasks = task_folds(dataset, args.task, k=args.k, seed=args.seed)
     provenance = _provenance(dataset, args.task)
     meta = {
         "dataset": args.dataset,
@@ -156,6 +156,7 @@ def run_folds(args: argparse.Namespace) -> int:
         "k": args.k,
         "seed": args.seed,
         "grouped_by": "source video (_left/_right tracks together)",
+        "split_over_tasks": tasks,
         "over_splits": list(SPLITS),
         "validation_frames": fold_frame_counts(records, folds),
         "provenance": provenance,

@@ -76,6 +76,48 @@ def make_folds(records: Sequence[VideoRecord], k: int = 5, seed: int = 0) -> lis
     return folds
 
 
+def labelled_tasks(dataset: Any, task: str) -> list[str]:
+    """The tasks a dataset labels (its ``tasks()``), or just `task` for a dataset that does not say."""
+    tasks = list(dataset.tasks()) if callable(getattr(dataset, "tasks", None)) else []
+    return tasks if task in tasks else [task]
+
+
+class _VideoSize(NamedTuple):
+    """What a fold split reads of a face track: its name, source video and length."""
+
+    video: str
+    source: str
+    n_frames: int
+
+
+def task_folds(dataset: Any, task: str, *, k: int, seed: int) -> tuple[list[dict[str, list[str]]], list[str]]:
+    """(K folds of `task`'s videos, the tasks they were cut over), over the official splits together.
+
+    The split is made once over the face tracks of every task the dataset labels, then each fold keeps the
+    tracks `task` labels: fold k holds the same source videos for every task, so a model or fine-tune that
+    learns from several tasks' labels never trains on a video that another task validates on. A track
+    labelled for several tasks weighs in with its longest annotation.
+    """
+    tasks = labelled_tasks(dataset, task)
+    sizes: dict[str, _VideoSize] = {}
+    mine: set[str] = set()
+    for name in tasks:
+        for split in ("train", "validation"):
+            for r in dataset.videos(name, split):
+                if name == task:
+                    mine.add(r.video)
+                if r.video not in sizes or sizes[r.video].n_frames < r.n_frames:
+                    sizes[r.video] = _VideoSize(r.video, r.source, r.n_frames)
+    folds = make_folds([sizes[v] for v in sorted(sizes)], k=k, seed=seed)
+    mine_folds = [{side: [v for v in fold[side] if v in mine] for side in fold} for fold in folds]
+    empty = [i for i, fold in enumerate(mine_folds) if not fold["validation"]]
+    if empty:
+        sources = len({sizes[v].source for v in mine})
+        raise FoldError(f"k={k} folds over the {', '.join(tasks)} videos leave fold {empty[0]} without any "
+                        f"'{task}' video ({sources} source videos are labelled for '{task}'); use a smaller k")
+    return mine_folds, tasks
+
+
 def split_records(
     records: Sequence[VideoRecord], fold: dict[str, list[str]]
 ) -> tuple[list[VideoRecord], list[VideoRecord]]:

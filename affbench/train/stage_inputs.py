@@ -74,13 +74,17 @@ def dataset_provenance(dataset: Any) -> dict:
     return cache._jsonable(dataset.provenance())
 
 
-def load_stage_inputs(config: Mapping[str, Any], fold: int | None) -> StageInputs:
-    """The config's dataset and task records split into train/validation for `fold` (None: official split)."""
-    from affbench.data.folds import make_folds, split_records
+def load_stage_inputs(config: Mapping[str, Any], fold: int | None, *, task: str | None = None) -> StageInputs:
+    """The config's dataset and task records split into train/validation for `fold` (None: official split).
+
+    `task` overrides the config's task (a shared fine-tune reads several tasks' records of one fold). K-fold
+    splits are shared by every task the dataset labels (see `affbench.data.folds.task_folds`).
+    """
+    from affbench.data.folds import split_records, task_folds
 
     data = config["data"]
     dataset = open_dataset(data["dataset"])
-    task = task_name(config)
+    task = task or task_name(config)
     official_train = list(dataset.videos(task, "train"))
     official_val = list(dataset.videos(task, "validation"))
     if fold is None:
@@ -91,9 +95,9 @@ def load_stage_inputs(config: Mapping[str, Any], fold: int | None) -> StageInput
         if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < k:
             raise ValueError(f"fold must be an integer in 0..{k - 1} (data.folds = {k}) or None, got {fold!r}")
         records = sorted([*official_train, *official_val], key=lambda r: r.video)
-        folds = make_folds(records, k=k, seed=int(data["fold_seed"]))
+        folds, tasks = task_folds(dataset, task, k=k, seed=int(data["fold_seed"]))
         train, validation = split_records(records, folds[fold])
-        info = {"fold": fold, "k": k, "seed": int(data["fold_seed"])}
+        info = {"fold": fold, "k": k, "seed": int(data["fold_seed"]), "split_over_tasks": tasks}
     info["train"] = [r.video for r in train]
     info["validation"] = [r.video for r in validation]
     return StageInputs(dataset, dataset_provenance(dataset), task, fold, train, validation, info)

@@ -43,6 +43,10 @@ class AffWild2Dataset:
     def __repr__(self) -> str:
         return f"AffWild2Dataset(annotations={str(self.annotations_root)!r}, images={str(self.image_root)!r})"
 
+    def tasks(self) -> list[str]:
+        """The tasks this copy labels: those whose challenge folder exists."""
+        return [t for t, dirs in layout.find_challenge_dirs(self.annotations_root).items() if dirs]
+
     def videos(self, task: str, split: str) -> list[VideoRecord]:
         """The face tracks of `task` in the official `split` ("train" | "validation"), sorted by video name."""
         layout.check_task(task)
@@ -75,9 +79,7 @@ class AffWild2Dataset:
 
         With `task`, the fingerprint of that task only; without, of every task whose challenge folder exists.
         """
-        tasks = [layout.check_task(task)] if task is not None else [
-            t for t, dirs in layout.find_challenge_dirs(self.annotations_root).items() if dirs
-        ]
+        tasks = [layout.check_task(task)] if task is not None else self.tasks()
         return {
             "name": self.name,
             "root": None if self.root is None else str(self.root),

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from affbench.data.affwild2_layout import IMAGES_DIR, check_split, check_task, read_layout
+from affbench.data.affwild2_layout import IMAGES_DIR, TASKS, check_split, check_task, read_layout
 from affbench.data.records import VideoRecord
 from affbench_plugins.datasets.synthaffect.generate import (
     ANNOTATIONS_DIR,
@@ -58,6 +58,10 @@ class SynthAffectDataset:
                                  workers=self.workers)
             self._prepared = True
         return self.root
+
+    def tasks(self) -> list[str]:
+        """SynthAffect labels every ABAW task."""
+        return list(TASKS)
 
     def videos(self, task: str, split: str) -> list[VideoRecord]:
         """The VideoRecords of `task` ("va", "expr", "au") and `split` ("train", "validation"), by video name."""
