@@ -128,3 +128,31 @@ def test_finetune_keeps_pretrained_batchnorm_statistics_unless_told_to_train_the
 
 def test_finetune_batchnorm_defaults_to_train(synth_root):
     assert tiny_config(synth_root)["finetune"]["batchnorm"] == "train"
+
+
+def test_a_shared_fine_tune_serves_every_task_and_never_sees_a_validation_video(home, synth_root):
+    shared = {"tasks": ["va", "expr", "au"], "max_frames": None}
+    results = {task: ft.finetune(tiny_config(synth_root, task=task, finetune=shared), fold=0, quiet=True)
+               for task in ("va", "expr", "au")}
+    assert [r.reused for r in results.values()] == [False, True, True]
+    assert len({r.weights_id for r in results.values()}) == 1
+    manifest = results["va"].manifest
+    assert [t["name"] for t in manifest["tasks"]] == ["va", "expr", "au"]
+    trained = set(manifest["fold"]["train"])
+    for task in ("va", "expr", "au"):
+        inputs = load_stage_inputs(tiny_config(synth_root, task=task), 0)
+        assert not trained & set(inputs.fold_info["validation"]), task
+        assert {r.video for r in inputs.train} <= trained
+    frames_dirs = [p for p in (home / "cache" / "frames").iterdir() if (p / "manifest.json").is_file()]
+    assert len(frames_dirs) == 1 and {s["video"] for s in FrameShards(frames_dirs[0])} <= trained
+
+
+def test_folds_hold_the_same_source_videos_for_every_task(home, synth_root):
+    sides = {}
+    for task in ("va", "expr", "au"):
+        inputs = load_stage_inputs(tiny_config(synth_root, task=task), 1)
+        sides[task] = ({r.source for r in inputs.train}, {r.source for r in inputs.validation})
+        assert inputs.fold_info["split_over_tasks"] == ["va", "expr", "au"]
+    every_validation = set().union(*(v for _, v in sides.values()))
+    for train_sources, _ in sides.values():
+        assert not train_sources & every_validation

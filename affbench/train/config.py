@@ -71,6 +71,9 @@ SCHEMA: dict[str, Any] = {
                    "image backbone: a name or {name, options}", kind="backbone"),
     "finetune": {
         "enabled": _k("bool", True, "stage 1: fine-tune the backbone on frame labels before extracting"),
+        "tasks": _k("components|null", None, "stage 1 labels: the tasks whose heads are fine-tuned together "
+                    "(null: the row's own task; [expr]: the paper's one fine-tune on expression labels; "
+                    "[va, expr, au]: one multi-task fine-tune that rows of every task share)", kind="task"),
         "epochs": _k("int", 1, "stage 1 epochs"),
         "batch_size": _k("int", 256, "stage 1 batch size"),
         "lr": _k("float", 1.0e-4, "stage 1 AdamW learning rate"),
@@ -101,6 +104,8 @@ SCHEMA: dict[str, Any] = {
             "dropout": _k("float", 0.3, "MLP head dropout"),
             "norm": _k("str", "batch", "MLP head normalisation (batch: mask-aware BatchNorm, as the paper)",
                        choices=("batch", "layer", "none")),
+            "activation": _k("str", "relu", "MLP head activation after the normalisation (none: the authors' "
+                             "earlier code, Linear -> BatchNorm -> Linear)", choices=("relu", "none")),
         },
     },
     "train": {

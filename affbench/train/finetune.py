@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from affbench.train import feature_cache as cache
 from affbench.train.frame_batches import batch_to_input, frame_batches
+from affbench.train.multitask_labels import MultiTaskLabels
 from affbench.train.stage_inputs import (
     StageInputs,
     component_spec,
@@ -73,27 +74,69 @@ def build_backbone(spec: Mapping[str, Any]) -> nn.Module:
     return backbone
 
 
-def finetune_key(config: Mapping[str, Any], inputs: StageInputs, backbone: nn.Module) -> str:
-    """Cache key of one fine-tune: everything that determines the weights it produces."""
+def finetune_task_specs(config: Mapping[str, Any]) -> list[dict]:
+    """The tasks stage 1 learns from: ``finetune.tasks``, or the row's own task when that is null."""
+    tasks = config["finetune"].get("tasks")
+    return [component_spec(t) for t in tasks] if tasks else [component_spec(config["task"])]
+
+
+@dataclasses.dataclass
+class FinetuneFrames:
+    """What stage 1 trains on: merged multi-task records of the fold's training videos, and what chose them."""
+
+    records: list
+    n_frames: int
+    labels: MultiTaskLabels
+    fold: dict
+
+
+def finetune_frames(config: Mapping[str, Any], inputs: StageInputs) -> FinetuneFrames:
+    """The training frames of every task stage 1 learns from, never a video the row or those tasks validate on.
+
+    K-fold splits are shared by the tasks (`affbench.data.folds.task_folds`), so for a fold this only unites
+    the tasks' training videos; on the official split a video that one task validates on is left out for all.
+    """
+    import affbench
+
+    specs = finetune_task_specs(config)
+    fold = inputs.fold
+    per_task = [inputs if s["name"] == inputs.task else load_stage_inputs(config, fold, task=s["name"])
+                for s in specs]
+    held_out = set(inputs.fold_info["validation"]).union(*(set(p.fold_info["validation"]) for p in per_task))
+    chosen = [{r.video: r for r in p.train if r.video not in held_out} for p in per_task]
+    labels = MultiTaskLabels([affbench.create("task", s["name"], **s["options"]) for s in specs])
+    records, n_frames = _training_records(labels.merge(chosen), config["finetune"]["max_frames"],
+                                          int(config["finetune"]["seed"]), what=inputs.task)
+    info = {k: v for k, v in inputs.fold_info.items() if k not in ("train", "validation")}
+    info["train"] = sorted({v for c in chosen for v in c})
+    return FinetuneFrames(records, n_frames, labels, info)
+
+
+def finetune_key(config: Mapping[str, Any], inputs: StageInputs, frames: FinetuneFrames, backbone: nn.Module) -> str:
+    """Cache key of one fine-tune: everything that determines the weights it produces.
+
+    It names the tasks learnt and the training videos, not the row's task: rows of every task that ask for the
+    same fine-tune share one.
+    """
     spec = component_spec(config["backbone"])
-    options = {k: v for k, v in config["finetune"].items() if k not in ("enabled", "workers")}
+    options = {k: v for k, v in config["finetune"].items() if k not in ("enabled", "workers", "tasks")}
     return cache.stage_key(
         "finetune",
         dataset=inputs.dataset_provenance,
-        task=component_spec(config["task"]),
-        fold=inputs.fold_info,
+        tasks=finetune_task_specs(config),
+        fold=frames.fold,
         backbone=cache.backbone_identity(spec, backbone.weights_id, backbone.preprocess),
         options=options,
     )
 
 
-def _training_records(inputs: StageInputs, max_frames: int | None, seed: int) -> tuple[list, int]:
-    """The fold's training records reduced to frames with an image and a valid label (capped by max_frames)."""
-    usable = [(r, r.has_image & np.asarray(r.valid, dtype=bool)) for r in inputs.train]
+def _training_records(records: list, max_frames: int | None, seed: int, *, what: str) -> tuple[list, int]:
+    """`records` reduced to frames with an image and a valid label (capped by max_frames)."""
+    usable = [(r, r.has_image & np.asarray(r.valid, dtype=bool)) for r in records]
     total = sum(int(keep.sum()) for _, keep in usable)
     if total == 0:
-        raise ValueError(f"task '{inputs.task}' fold {inputs.fold}: no training frame has both a face image and "
-                         "a valid label; nothing to fine-tune on")
+        raise ValueError(f"task '{what}': no training frame has both a face image and a valid label; nothing to "
+                         "fine-tune on")
     if max_frames is not None and total > max_frames:
         # One seeded draw over all usable frames, so the subset does not depend on video order or count.
         rng = np.random.default_rng(seed)
@@ -173,22 +216,21 @@ def finetune(config: Mapping[str, Any], *, fold: int | None, quiet: bool = False
     ft = config["finetune"]
     torch.manual_seed(int(ft["seed"]))
     backbone = build_backbone(config["backbone"])
-    key = finetune_key(config, inputs, backbone)
+    frames = finetune_frames(config, inputs)
+    key = finetune_key(config, inputs, frames, backbone)
     directory = cache.stage_dir("finetune", key)
     weights_path = directory / WEIGHTS_FILE
     manifest = cache.read_manifest(directory)
     if manifest is not None and weights_path.is_file():
         return FinetuneResult(directory, weights_path, manifest["weights_id"], manifest, reused=True)
 
-    import affbench
-
-    task_spec = component_spec(config["task"])
-    task = affbench.create("task", task_spec["name"], **task_spec["options"])
-    records, n_frames = _training_records(inputs, ft["max_frames"], int(ft["seed"]))
+    specs = finetune_task_specs(config)
+    tasks_label = "+".join(s["name"] for s in specs)
+    records, n_frames, task = frames.records, frames.n_frames, frames.labels
     shards_dir = ensure_frame_shards(
-        records, inputs.dataset, task=inputs.task, provenance=inputs.dataset_provenance,
-        selection={"stage": "finetune", "fold": inputs.fold_info, "max_frames": ft["max_frames"],
-                   "seed": int(ft["seed"])},
+        records, inputs.dataset, task=tasks_label, provenance=inputs.dataset_provenance,
+        selection={"stage": "finetune", "fold": frames.fold, "max_frames": ft["max_frames"],
+                   "seed": int(ft["seed"]), "labels": task.describe()},
         quiet=quiet,
     )
     device = _device()
@@ -217,7 +259,7 @@ def finetune(config: Mapping[str, Any], *, fold: int | None, quiet: bool = False
         with backbone_threads():
             loss_sum, seen = _train_epoch(model, task, optimizer, batches, backbone.preprocess, device, n_frames,
                                           freeze_batchnorm=ft["batchnorm"] == "frozen",
-                                          desc=f"finetune {inputs.task} fold {inputs.fold} epoch {epoch + 1}",
+                                          desc=f"finetune {tasks_label} fold {inputs.fold} epoch {epoch + 1}",
                                           quiet=quiet)
         history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "frames": seen,
                         "seconds": round(time.perf_counter() - started, 3)})
@@ -233,8 +275,9 @@ def finetune(config: Mapping[str, Any], *, fold: int | None, quiet: bool = False
         "weights_id": weights_id,
         "base": cache.backbone_identity(component_spec(config["backbone"]), backbone.weights_id,
                                         backbone.preprocess),
-        "task": task_spec,
-        "fold": inputs.fold_info,
+        "tasks": specs,
+        "labels": task.describe(),
+        "fold": frames.fold,
         "dataset": inputs.dataset_provenance,
         "options": dict(ft),
         "frames_per_epoch": n_frames,
@@ -267,7 +310,7 @@ def set_train_mode(model: nn.Module, *, freeze_batchnorm: bool) -> None:
                 module.eval()
 
 
-def _train_epoch(model: nn.ModuleDict, task: nn.Module, optimizer: torch.optim.Optimizer, batches: Any,
+def _train_epoch(model: nn.ModuleDict, task: MultiTaskLabels, optimizer: torch.optim.Optimizer, batches: Any,
                  preprocess: Any, device: torch.device, n_frames: int, *, freeze_batchnorm: bool, desc: str,
                  quiet: bool) -> tuple[float, int]:
     set_train_mode(model, freeze_batchnorm=freeze_batchnorm)
