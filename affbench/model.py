@@ -18,6 +18,7 @@ from torch import nn
 
 RESIZE_MODES = ("squash", "shorter_side_crop", "pad")
 HEAD_NORMS = ("batch", "layer", "none")
+HEAD_ACTIVATIONS = ("relu", "none")
 
 
 def check_choice(value: Any, option: str, choices: Sequence[Any], where: str) -> Any:
@@ -192,13 +193,15 @@ class MLPHead(nn.Module):
     """Per-step head: Linear(in, hidden) -> norm -> activation -> dropout -> Linear(hidden, out).
 
     ``hidden=None`` gives a single linear layer. ``norm``: ``batch`` (mask-aware BatchNorm, as the paper's head
-    uses BatchNorm), ``layer`` or ``none``.
+    uses BatchNorm), ``layer`` or ``none``. ``activation``: ``relu``, or ``none`` for the authors' earlier code,
+    whose head is Linear -> BatchNorm -> Linear with nothing between.
     """
 
     def __init__(self, in_dim: int, out_dim: int, *, hidden: int | None = 256, dropout: float = 0.3,
-                 norm: str = "batch") -> None:
+                 norm: str = "batch", activation: str = "relu") -> None:
         super().__init__()
         check_choice(norm, "norm", HEAD_NORMS, "MLPHead")
+        check_choice(activation, "activation", HEAD_ACTIVATIONS, "MLPHead")
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"MLPHead: dropout must be in [0, 1), got {dropout}")
         if hidden is not None and (not isinstance(hidden, int) or hidden <= 0):
@@ -211,7 +214,7 @@ class MLPHead(nn.Module):
         self.fc1 = nn.Linear(in_dim, hidden)
         self.norm = {"batch": lambda: MaskedBatchNorm1d(hidden), "layer": lambda: nn.LayerNorm(hidden),
                      "none": lambda: None}[norm]()
-        self.act = nn.ReLU()
+        self.act = nn.ReLU() if activation == "relu" else nn.Identity()
         self.drop = nn.Dropout(dropout)
         self.fc2 = nn.Linear(hidden, out_dim)
 
@@ -299,7 +302,7 @@ def _component_spec(value: Any, key: str) -> tuple[str, dict[str, Any]]:
     raise ValueError(f"config key {key}: expected a name or {{name, options}}, got {value!r}")
 
 
-HEAD_KEYS = ("hidden", "dropout", "norm")
+HEAD_KEYS = ("hidden", "dropout", "norm", "activation")
 
 
 def create_model(config: Mapping[str, Any]) -> AffectModel:
@@ -349,6 +352,7 @@ def create_model(config: Mapping[str, Any]) -> AffectModel:
 
 
 __all__ = [
+    "HEAD_ACTIVATIONS",
     "HEAD_NORMS",
     "RESIZE_MODES",
     "AffectModel",

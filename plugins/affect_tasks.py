@@ -98,9 +98,15 @@ class VATask(AffectTask):
     primary_metric = "mean"
     invalid_value = -5.0
 
-    def __init__(self, *, output: str = "tanh", eps: float = 1e-8) -> None:
+    def __init__(self, *, output: str = "tanh", loss_reduction: str = "mean", loss_statistics: str = "population",
+                 eps: float = 1e-8) -> None:
         super().__init__()
         self.output = check_choice(output, "output", ("tanh", "linear"), "task 'va'")
+        # The authors' earlier code sums the two (1 - CCC) terms and uses sample (N - 1) statistics in the loss;
+        # the ABAW metric uses population statistics and averages the two.
+        self.loss_reduction = check_choice(loss_reduction, "loss_reduction", ("mean", "sum"), "task 'va'")
+        self.loss_statistics = check_choice(loss_statistics, "loss_statistics", ("population", "sample"),
+                                            "task 'va'")
         self.eps = float(eps)
 
     def activate(self, pred: torch.Tensor) -> torch.Tensor:
@@ -108,17 +114,23 @@ class VATask(AffectTask):
         return torch.tanh(pred) if self.output == "tanh" else pred
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean over valence and arousal of 1 - CCC (population statistics) on valid rows; 0 if none."""
+        """1 - CCC of valence and arousal on valid rows (mean of the two, or their sum); 0 if none.
+
+        Population statistics by default, as the ABAW metric; ``loss_statistics: sample`` divides by N - 1.
+        """
         pred, target, valid = self._flatten(pred, target, valid)
         if not bool(valid.any()):
             return pred.sum() * 0.0
         x = self.activate(pred[valid]).float()
         y = target[valid].float()
+        sample = self.loss_statistics == "sample" and x.shape[0] > 1
+        n = x.shape[0] - 1 if sample else x.shape[0]
         mx, my = x.mean(0), y.mean(0)
-        cov = ((x - mx) * (y - my)).mean(0)
-        denom = x.var(0, unbiased=False) + y.var(0, unbiased=False) + (mx - my) ** 2
+        cov = ((x - mx) * (y - my)).sum(0) / n
+        denom = x.var(0, unbiased=sample) + y.var(0, unbiased=sample) + (mx - my) ** 2
         ccc = 2.0 * cov / (denom + self.eps)
-        return (1.0 - ccc).mean()
+        terms = 1.0 - ccc
+        return terms.sum() if self.loss_reduction == "sum" else terms.mean()
 
     def postprocess(self, pred: Any) -> Any:
         """Submission values: activated outputs clipped to [-1, 1]."""

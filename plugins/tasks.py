@@ -10,14 +10,15 @@ from collections.abc import Sequence
 from affbench import hookimpl
 
 
-def va(*, output: str = "tanh", eps: float = 1e-8):
+def va(*, output: str = "tanh", loss_reduction: str = "mean", loss_statistics: str = "population",
+       eps: float = 1e-8):
     """Valence-arousal regression: 2 outputs in [-1, 1], loss 1 - CCC, score mean CCC."""
     from affbench_plugins.affect_tasks import VATask
 
-    return VATask(output=output, eps=eps)
+    return VATask(output=output, loss_reduction=loss_reduction, loss_statistics=loss_statistics, eps=eps)
 
 
-va.test_options = {}
+va.test_options = {"loss_reduction": "sum", "loss_statistics": "sample"}
 
 
 def expr(*, label_smoothing: float = 0.0, class_weights: Sequence[float] | None = None):
