@@ -28,6 +28,17 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
     p.set_defaults(func=_suite)
 
+    p = subparsers.add_parser(
+        "publish", help="copy a suite's results.json into the repository and rewrite the README's results block",
+        description="Numbers in the README come from a file a suite wrote: this copies OUT/results.json to --to "
+                    "and replaces the README block between the results markers with its tables, the machine, "
+                    "the wall time and the config digests.")
+    p.add_argument("out", metavar="OUT", help="a suite's output directory (or its results.json)")
+    p.add_argument("--to", default="docs/results/paper-synthaffect.json", metavar="FILE",
+                   help="where the results file is kept (default: %(default)s)")
+    p.add_argument("--readme", default="README.md", metavar="FILE", help="the README to update (default: %(default)s)")
+    p.set_defaults(func=_publish)
+
 
 def _suite(args: argparse.Namespace) -> int:
     from affbench.suite import SuiteError, resolve_suite, run_suite
@@ -44,4 +55,19 @@ def _suite(args: argparse.Namespace) -> int:
         return 2
     print(f"suite '{suite.name}': {len(record['runs'])} runs in {record['seconds']:.1f} s; report in "
           f"{out / 'report.md'} (also report.csv, report.json, plots/, suite.json)")
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from affbench.published_results import RESULTS_FILE, PublishError, publish
+
+    source = Path(args.out)
+    if source.is_dir():
+        source = source / RESULTS_FILE
+    try:
+        to = publish(source, args.to, args.readme)
+    except PublishError as exc:
+        print(f"affbench publish: {exc}", file=sys.stderr)
+        return 2
+    print(f"published {source} as {to}; {args.readme} updated")
     return 0
