@@ -98,3 +98,14 @@ def test_bad_order_file_and_empty_submission(tmp_path, order, capsys):
     assert code == 2 and f"{empty}:1: empty file; expected the header 'image_location,valence,arousal'" in err
     code, err = check(tmp_path / "missing.txt", "va", order, capsys)
     assert code == 2 and "missing.txt" in err and "Traceback" not in err
+
+
+def test_writing_for_a_video_the_split_lacks_names_the_order_line(tmp_path, order):
+    import numpy as np
+
+    import affbench
+    from affbench.train.evaluate import write_submission
+
+    values = {"a": np.zeros((3, 2), np.float32)}  # no predictions for b_left, the order file's first video
+    with pytest.raises(ValueError, match=rf"{order}:2: video 'b_left' has no predictions in this split"):
+        write_submission(affbench.create("task", "va"), values, tmp_path / "VA.txt", order=read_order_file(order))

@@ -297,10 +297,12 @@ def write_submission(task: Any, values: Mapping[str, np.ndarray], path: str | Pa
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", encoding="utf-8", newline="") as handle:
         handle.write(",".join(["image_location", *columns]) + "\n")
-        for location in order:
+        for i, location in enumerate(order):
             video, frame = parse_location(location, path, None)
             if video not in values:
-                raise KeyError(f"{path}: no predictions for video '{video}' listed in the order file")
+                where = order.where(i) if isinstance(order, OrderFile) else "the order file"
+                raise ValueError(f"{where}: video '{video}' has no predictions in this split; predict the split "
+                                 "that holds it (--split test for videos without annotation files)")
             vals = values[video]
             index = frame - 1
             if not 0 <= index < vals.shape[0]:
