@@ -42,7 +42,9 @@ def temporal_config(sizes):
         "task": "va",
         "backbone": None,
         "data": {"dataset": "synthaffect", "window": sizes.window, "stride": sizes.stride},
-        "train": {"epochs": 1, "batch_size": sizes.temporal_batch, "amp": "bf16", "workers": 0, "seed": 0},
+        # validation: the shards hold no selection split; one validation window is scored after the epoch.
+        "train": {"epochs": 1, "batch_size": sizes.temporal_batch, "amp": "bf16", "workers": 0, "seed": 0,
+                  "select": "validation"},
         "eval": {"batch_size": sizes.temporal_batch},
     }, path="bench_temporal.yaml")
 

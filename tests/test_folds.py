@@ -12,6 +12,7 @@ from affbench.data.cli import main as data_main
 from affbench.data.folds import (
     FoldError,
     fold_frame_counts,
+    hold_out_sources,
     make_folds,
     read_fold_manifest,
     split_records,
@@ -174,3 +175,27 @@ def test_cli_folds_k_too_large(capsys):
     assert code == 2
     assert "without any 'expr' video (4 source videos are labelled for 'expr'); use a smaller k" in \
         capsys.readouterr().err
+
+
+def test_held_out_training_videos_are_whole_seeded_sources():
+    records = corpus()
+    kept, held = hold_out_sources(records, 0.2, seed=0)
+    total = sum(r.n_frames for r in records)
+    held_frames = sum(r.n_frames for r in held)
+    assert {r.source for r in kept}.isdisjoint(r.source for r in held)  # _left/_right never straddle
+    assert sorted(r.video for r in kept + held) == sorted(r.video for r in records)
+    # Sources are added until they hold the fraction: dropping the last one added falls short of it.
+    assert held_frames >= 0.2 * total and held_frames < 0.2 * total + 2 * 410
+    assert [r.video for r in held] == [r.video for r in records if r in held]  # the records' order is kept
+    again_kept, again_held = hold_out_sources(list(reversed(records)), 0.2, seed=0)
+    assert {r.video for r in again_held} == {r.video for r in held}  # the draw ignores the input order
+    assert {r.video for r in hold_out_sources(records, 0.2, seed=1)[1]} != {r.video for r in held}
+
+
+def test_holding_out_keeps_one_source_and_needs_two():
+    kept, held = hold_out_sources([record("a_left", 10), record("a_right", 10), record("b", 5)], 0.99, seed=0)
+    assert len({r.source for r in kept}) == 1 and len({r.source for r in held}) == 1
+    with pytest.raises(FoldError, match="at least 2 source videos"):
+        hold_out_sources([record("a_left", 10), record("a_right", 10)], 0.2, seed=0)
+    with pytest.raises(FoldError, match="between 0 and 1"):
+        hold_out_sources(corpus(), 1.0, seed=0)

@@ -8,7 +8,7 @@ import pytest
 from stage_fixtures import forwards, tiny_config
 
 from affbench.data.window_shards import WindowShards
-from affbench.train.pipeline import prepare_window_shards
+from affbench.train.pipeline import prepare_window_shards, stage3_records
 from affbench.train.stage_inputs import load_stage_inputs
 
 pytest_plugins = ["stage_plugin"]  # the synth_root and home fixtures
@@ -27,7 +27,9 @@ def test_window_shards_cover_every_frame_of_the_fold(home, synth_root, policy):
     inputs = load_stage_inputs(config, 0)
     data = prepare_window_shards(config, fold=0, quiet=True)
     assert data.feature_dim == 8
-    for split, records in (("train", inputs.train), ("validation", inputs.validation)):
+    splits = stage3_records(config, inputs)
+    assert sorted(data.dirs) == sorted(splits) == ["selection", "train", "validation"]
+    for split, records in splits.items():
         shards = WindowShards(data.dirs[split])
         windows = _windows_by_video(data.dirs[split])
         assert sorted(windows) == sorted(r.video for r in records)
@@ -51,6 +53,27 @@ def test_window_shards_cover_every_frame_of_the_fold(home, synth_root, policy):
         assert shards.window == 32 and shards.stride == 16
     assert data.fold_manifest["train"] == inputs.fold_info["train"]
     assert data.provenance["missing_faces"]["train"]["policy"] == policy
+
+
+def test_inner_holds_training_videos_out_of_stage_3_only(home, synth_root):
+    config = tiny_config(synth_root, train={"select_fraction": 0.3})
+    inputs = load_stage_inputs(config, 0)
+    data = prepare_window_shards(config, fold=0, quiet=True)
+    held = data.provenance["select"]["videos"]
+    assert data.provenance["select"] == {"mode": "inner", "fraction": 0.3, "seed": 0, "videos": held}
+    assert data.fold_manifest["selection"]["videos"] == held
+    train_videos = {w["video"] for w in WindowShards(data.train_dir).iter_windows()}
+    selection_videos = {w["video"] for w in WindowShards(data.selection_dir).iter_windows()}
+    assert selection_videos == set(held) and train_videos.isdisjoint(held)
+    assert train_videos | selection_videos == set(inputs.fold_info["train"])  # stages 1-2 saw all of them
+    for directory in (data.train_dir, data.selection_dir):
+        assert WindowShards(directory).provenance["selection"]["videos"] == held
+    # The same features serve every mode; the validation shards are shared, the train shards are not.
+    before = forwards()
+    plain = prepare_window_shards(tiny_config(synth_root, train={"select": "validation"}), fold=0, quiet=True)
+    assert forwards() == before and plain.selection_dir is None
+    assert plain.validation_dir == data.validation_dir and plain.train_dir != data.train_dir
+    assert "selection" not in WindowShards(plain.train_dir).provenance
 
 
 def test_second_request_reuses_all_stages(home, synth_root):

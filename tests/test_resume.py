@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -50,5 +51,9 @@ def test_killed_run_resumes_bitwise(tmp_path):
          "windows_per_s": a["state"]["history"][i]["windows_per_s"]}
         for i, row in enumerate(b["state"]["history"])
     ]
+    # The report (train.select: inner picks the epoch, validation scored at the end) is the same too.
+    reported = [json.loads((tmp_path / side / run_dir / "metrics.json").read_text()) for side in ("killed", "straight")]
+    for key in ("best_epoch", "metrics", "last", "selection", "thresholds"):
+        assert reported[0][key] == reported[1][key], key
     csv_rows = (tmp_path / "killed" / run_dir / "metrics.csv").read_text().splitlines()
     assert len(csv_rows) == 1 + 3  # header + one row per epoch, none duplicated by the resume

@@ -25,6 +25,7 @@ class TinyWindowData:
     feature_dim: int
     provenance: dict = field(default_factory=dict)
     fold_manifest: dict | None = None
+    selection: Path | None = None  # held-out training videos (train.select: inner)
 
 
 def make_records(task: str, lengths: list[int], seed: int, prefix: str) -> list[tuple[VideoRecord, Any, Any]]:
@@ -47,18 +48,29 @@ def make_records(task: str, lengths: list[int], seed: int, prefix: str) -> list[
     return out
 
 
+TINY_SPLITS = (("train", [40, 33, 9, 51, 27, 45], 0), ("selection", [31, 22], 50), ("validation", [37, 12, 29], 100))
+
+
+def write_split(directory: Path, task: str, split: str, records: list, *, window: int = 16, stride: int = 10,
+                maxcount: int = 4) -> Path:
+    """One split's window shards of `records` (as make_records returns them)."""
+    write_window_shards(directory, records, window=window, stride=stride,
+                        manifest_extra={"task": {"name": task}, "split": split, "missing_faces": {"policy": "mask"},
+                                        "videos": [r.video for r, _, _ in records]}, maxcount=maxcount, quiet=True)
+    return directory
+
+
 def write_tiny_data(root: Path, task: str = "va", *, window: int = 16, stride: int = 10, seed: int = 0,
                     maxcount: int = 4) -> TinyWindowData:
-    """Train and validation window shards of a few short videos (one shorter than a window)."""
+    """Train, selection (held-out training videos) and validation window shards of a few short videos (one
+    shorter than a window)."""
     dirs = {}
-    for split, lengths, offset in (("train", [40, 33, 9, 51, 27, 45], 0), ("validation", [37, 12, 29], 100)):
+    for split, lengths, offset in TINY_SPLITS:
         records = make_records(task, lengths, seed + offset, prefix=f"{split[:3]}_v")
-        dirs[split] = root / split
-        write_window_shards(dirs[split], records, window=window, stride=stride,
-                            manifest_extra={"task": {"name": task}, "split": split,
-                                            "missing_faces": {"policy": "mask"}}, maxcount=maxcount, quiet=True)
+        dirs[split] = write_split(root / split, task, split, records, window=window, stride=stride,
+                                  maxcount=maxcount)
     return TinyWindowData(dirs["train"], dirs["validation"], FEATURE_DIM, {"fixture": "tiny"},
-                          {"train": ["tra_v0"], "validation": ["val_v0"]})
+                          {"train": ["tra_v0"], "validation": ["val_v0"]}, selection=dirs["selection"])
 
 
 def tiny_config(task: str = "va", **train: Any) -> Config:
@@ -98,7 +110,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="write each process's result to result.rank<R>.json here (processes sharing one "
                              "stdout pipe can interleave their lines)")
     args = parser.parse_args(argv)
-    data = TinyWindowData(args.data_dir / "train", args.data_dir / "validation", FEATURE_DIM)
+    data = TinyWindowData(args.data_dir / "train", args.data_dir / "validation", FEATURE_DIM,
+                          selection=args.data_dir / "selection")
     result = train(tiny_config(args.task, **json.loads(args.set)), fold=0, out_dir=args.out_dir,
                    resume=args.resume, quiet=True, data=data)
     text = json.dumps(result, default=str)

@@ -234,7 +234,8 @@ def _split_lines(path: Path, data: bytes) -> list[str]:
     return lines
 
 
-def _parse_number(path: Path, lineno: int, column: str, text: str, accepted: str) -> float:
+def parse_number(path: Path, lineno: int, column: str, text: str, accepted: str) -> float:
+    """A number field (range unchecked); anything else names the file, line and column."""
     if not _NUMBER.fullmatch(text):
         raise AffWild2FormatError(path, lineno, f"{column} value '{text}' is not a number", accepted)
     return float(text)
@@ -244,31 +245,33 @@ def _parse_va(path: Path, lineno: int, fields: list[str]) -> tuple[list[float], 
     accepted = "accepted: a number in [-1, 1], or -5 for an invalid frame"
     values = []
     for column, text in zip(FILE_HEADERS["va"], fields, strict=True):
-        value = _parse_number(path, lineno, column, text, accepted)
+        value = parse_number(path, lineno, column, text, accepted)
         if value != -5.0 and not (-1.0 <= value <= 1.0 and math.isfinite(value)):
             raise AffWild2FormatError(path, lineno, f"{column} value '{text}' is out of range", accepted)
         values.append(value)
     return values, all(v != -5.0 for v in values)
 
 
-def _parse_int(path: Path, lineno: int, column: str, text: str, allowed: range, accepted: str) -> int:
+def parse_int(path: Path, lineno: int, column: str, text: str, allowed: range, accepted: str, *,
+              invalid: int | None = -1) -> int:
+    """An integer field in `allowed` (or the `invalid` marker); anything else names the file, line and column."""
     if not _INTEGER.fullmatch(text):
         raise AffWild2FormatError(path, lineno, f"{column} value '{text}' is not an integer", accepted)
     value = int(text)
-    if value != -1 and value not in allowed:
+    if value != invalid and value not in allowed:
         raise AffWild2FormatError(path, lineno, f"{column} value '{text}' is out of range", accepted)
     return value
 
 
 def _parse_expr(path: Path, lineno: int, fields: list[str]) -> tuple[list[float], bool]:
     accepted = "accepted: one class index 0..7 (Neutral..Other), or -1 for an invalid frame"
-    value = _parse_int(path, lineno, "expression", fields[0], range(len(EXPRESSIONS)), accepted)
+    value = parse_int(path, lineno, "expression", fields[0], range(len(EXPRESSIONS)), accepted)
     return [float(value)], value != -1
 
 
 def _parse_au(path: Path, lineno: int, fields: list[str]) -> tuple[list[float], bool]:
     accepted = "accepted: 0 or 1 per AU, or -1 for an invalid frame"
-    values = [float(_parse_int(path, lineno, column, text, range(2), accepted))
+    values = [float(parse_int(path, lineno, column, text, range(2), accepted))
               for column, text in zip(ACTION_UNITS, fields, strict=True)]
     return values, all(v != -1.0 for v in values)
 
@@ -379,6 +382,20 @@ def face_images(images_root: str | os.PathLike[str], video: str, n_frames: int) 
         name = image_name(frame)
         out.append(f"{video}/{name}" if name in present else "")
     return out
+
+
+def unlabelled_records(videos: dict[str, int], images_root: str | os.PathLike[str], label_dim: int) -> list[VideoRecord]:
+    """Records of videos without annotation files (a test split): frames 1..n per video, faces where the image
+    folder has them, no valid label. A video whose image folder does not exist is refused."""
+    images_root = Path(images_root)
+    records = []
+    for video, n_frames in sorted(videos.items()):
+        if not (images_root / video).is_dir():
+            raise AffWild2FormatError(images_root / video, None, "no image folder for this listed video",
+                                      f"every listed video needs its folder of face images in {images_root}")
+        records.append(VideoRecord(video, source_video(video), face_images(images_root, video, n_frames),
+                                   np.zeros((n_frames, label_dim), np.float32), np.zeros(n_frames, bool)))
+    return records
 
 
 # -- whole splits -------------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
-"""`affbench data`: print the per-frame table, write fold manifests, generate SynthAffect.
+"""`affbench data`: print the per-frame table, write fold manifests, generate SynthAffect, check submissions.
 
     affbench data frames --root DIR --task va --split train > va_train.csv
     affbench data folds  --root DIR --task va --k 5 --seed 0 --out folds.json
     affbench data synth  --out DIR --size small --seed 0
+    affbench data validate-submission VA_submission.txt --task va --order sample.txt
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ SYNTH_SIZES = ("tiny", "small", "medium", "large")
 
 def add_commands(subparsers) -> None:
     """Add the `data` command group (frames, folds, synth) to the top-level parser's subparsers."""
-    data = subparsers.add_parser("data", help="read datasets: per-frame table, fold manifests, SynthAffect",
-                                 description="Read datasets: per-frame table, fold manifests, SynthAffect.")
+    data = subparsers.add_parser("data", help="read datasets: per-frame table, fold manifests, SynthAffect, "
+                                              "submission check",
+                                 description="Read datasets: per-frame table, fold manifests, SynthAffect; check "
+                                             "ABAW submission files.")
     data.set_defaults(func=lambda args: print_usage(data))
-    commands = data.add_subparsers(dest="data_command", metavar="{frames,folds,synth}")
+    commands = data.add_subparsers(dest="data_command", metavar="{frames,folds,synth,validate-submission}")
 
     frames = commands.add_parser(
         "frames", help="print the per-frame table as CSV",
@@ -61,6 +64,17 @@ def add_commands(subparsers) -> None:
     synth.add_argument("--size", choices=SYNTH_SIZES, default="small")
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(func=reporting_input_errors("affbench data synth", run_synth))
+
+    check = commands.add_parser(
+        "validate-submission", help="check an ABAW submission file against the organisers' order file",
+        description="Check an ABAW submission file: the exact header, one row per frame of the order file in its "
+                    "order, and the values (VA two numbers in [-1, 1], EXPR one integer 0..7, AU twelve 0/1). The "
+                    "first problem is printed as FILE:LINE (exit status 2).")
+    check.add_argument("file", type=Path, help="the submission file")
+    check.add_argument("--task", required=True, choices=TASKS)
+    check.add_argument("--order", type=Path, required=True,
+                       help="the organisers' file whose image_location column lists the frames, in order")
+    check.set_defaults(func=reporting_input_errors("affbench data validate-submission", run_validate_submission))
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
@@ -186,6 +200,15 @@ def run_synth(args: argparse.Namespace) -> int:
 
     path = generate_synthaffect(args.out, size=args.size, seed=args.seed, quiet=bool(getattr(args, "quiet", False)))
     print(path)
+    return 0
+
+
+def run_validate_submission(args: argparse.Namespace) -> int:
+    """`affbench data validate-submission`."""
+    from affbench.data.submission import read_order_file, validate_submission
+
+    rows = validate_submission(args.file, args.task, read_order_file(args.order))
+    print(f"{args.file}: a valid {args.task.upper()} submission, {rows} rows in the order of {args.order}")
     return 0
 
 

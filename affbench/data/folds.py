@@ -4,6 +4,8 @@ Folds are built over the official train and validation videos together. All face
 (``<name>_left`` / ``<name>_right``) go to the same fold, so one scene never sits on both sides. The order of
 source videos is a seeded hash (stable across Python and NumPy versions and platforms); each source video, in
 that order, joins the fold with the fewest frames so far, which balances folds by frame count.
+``hold_out_sources`` cuts a seeded slice of whole source videos off one side the same way (stage 3 picks its
+epoch on a slice of the fold's training videos).
 """
 
 from __future__ import annotations
@@ -130,6 +132,32 @@ def split_records(
                             + (" ..." if len(unknown) > 5 else ""))
     train, validation = set(fold["train"]), set(fold["validation"])
     return [r for r in records if r.video in train], [r for r in records if r.video in validation]
+
+
+def hold_out_sources(
+    records: Sequence[VideoRecord], fraction: float, seed: int
+) -> tuple[list[VideoRecord], list[VideoRecord]]:
+    """(kept, held out): whole source videos held out of `records` until they hold `fraction` of the frames.
+
+    Source videos are drawn in the seeded hash order of the folds (``_left``/``_right`` together); at least one
+    is held out and at least one kept. Both lists keep the order of `records`.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise FoldError(f"the held-out fraction must be between 0 and 1 (exclusive), got {fraction!r}")
+    groups = group_by_source(records)
+    if len(groups) < 2:
+        raise FoldError(f"holding out training videos needs at least 2 source videos, but the training side holds "
+                        f"{len(groups)} ({', '.join(r.video for r in records) or 'none'})")
+    total = sum(r.n_frames for r in records)
+    held: set[str] = set()
+    held_frames = 0
+    # Salted, so the draw is not the fold assignment's order again when both seeds are equal.
+    for source in sorted(groups, key=lambda s: (_seeded_order(f"hold-out\0{s}", seed), s))[:-1]:
+        if held and held_frames >= fraction * total:
+            break
+        held.add(source)
+        held_frames += sum(r.n_frames for r in groups[source])
+    return [r for r in records if r.source not in held], [r for r in records if r.source in held]
 
 
 def fold_frame_counts(records: Sequence[VideoRecord], folds: Sequence[dict[str, list[str]]]) -> list[int]:

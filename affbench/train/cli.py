@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from affbench.cli_support import reporting_input_errors
+
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     """``["train.lr=1e-3", "data.dataset.options.root=/data"]`` -> {"train.lr": 0.001, ...} (values read as YAML)."""
@@ -119,12 +121,16 @@ def add_commands(subparsers) -> None:
         p = subparsers.add_parser(name, help=helptext, description=helptext)
         p.add_argument("checkpoint", help="best.pt / last.pt, or a run directory (uses its best.pt)")
         p.add_argument("--config", help="config to use instead of the one stored in the checkpoint")
-        p.add_argument("--split", default="validation", choices=("train", "validation"))
+        p.add_argument("--split", default="validation",
+                       choices=("train", "validation", "test") if name == "predict" else ("train", "validation"),
+                       help="test (predict only): the unlabelled videos the --order file lists")
         p.add_argument("--smoothing", type=int, default=None,
                        help="temporal smoothing window in frames (default: the config's eval.smoothing)")
         if name == "predict":
             p.add_argument("--out", default=None, help="output directory (default: the checkpoint's directory)")
             p.add_argument("--order", default=None,
-                           help="organisers' sample file: write submission rows in its image_location order")
+                           help="organisers' sample file: write submission rows in its image_location order "
+                                "(required with --split test)")
         _add_common(p)
-        p.set_defaults(func=cmd_evaluate if name == "evaluate" else cmd_predict)
+        p.set_defaults(func=cmd_evaluate if name == "evaluate" else
+                       reporting_input_errors("affbench predict", cmd_predict))

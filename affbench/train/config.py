@@ -51,6 +51,9 @@ def _k(types: str, default: Any, doc: str, choices: tuple | None = None, kind: s
     return Key(tuple(types.split("|")), default, doc, choices, kind)
 
 
+# train.select: the split that picks the reported epoch (and tunes AU thresholds), or none.
+SELECT_MODES = ("inner", "last", "validation")
+
 # The schema with defaults. A section is a dict of keys; a leaf is a Key. The defaults are the paper's stage-3
 # hyperparameters where the paper gives one.
 SCHEMA: dict[str, Any] = {
@@ -116,7 +119,8 @@ SCHEMA: dict[str, Any] = {
         "warmup_epochs": _k("float", 1.0, "linear warm-up length in epochs"),
         "schedule": _k("str", "cosine", "learning-rate schedule after warm-up",
                        choices=("cosine", "linear", "constant")),
-        "early_stopping": _k("int|null", None, "stop after this many epochs without a better validation metric"),
+        "early_stopping": _k("int|null", None, "stop after this many epochs without a better metric on the split "
+                             "that train.select scores (not with select: last)"),
         "amp": _k("str", "bf16", "autocast dtype on GPU (ignored on CPU)", choices=("bf16", "fp16", "none")),
         "grad_clip": _k("float|null", None, "clip the gradient norm to this value (null: no clipping)"),
         "seed": _k("int", 0, "seed of weights, data order, dropout"),
@@ -125,11 +129,19 @@ SCHEMA: dict[str, Any] = {
                       "run fastest with 1"),
         "checkpoint_every": _k("int|null", None, "also save last.pt every N optimizer steps (null: per epoch)"),
         "resampled_len": _k("int|null", None, "batches per process per epoch, shards drawn with replacement (null: one pass over the shards)"),
+        "select": _k("str", "inner", "which epoch is reported (best.pt): inner = best on a held-out slice of the "
+                     "fold's training videos (validation scored once, at the end); last = the last epoch; "
+                     "validation = best on the validation split itself (the paper's practice: optimistic)",
+                     choices=SELECT_MODES),
+        "select_fraction": _k("float", 0.2, "select: inner: share of the training frames held out of stage 3 to "
+                              "pick the epoch (whole source videos, _left/_right together)"),
+        "select_seed": _k("int", 0, "select: inner: seed of the draw of the held-out training videos"),
     },
     "eval": {
         "smoothing": _k("int|null", None, "temporal smoothing window in frames (EXPR mode filter, VA moving "
                         "average, AU moving average of probabilities); null: none"),
-        "tune_thresholds": _k("bool", False, "AU: tune per-AU thresholds on the validation split"),
+        "tune_thresholds": _k("bool", False, "AU: tune per-AU thresholds on the split that train.select scores "
+                              "(the held-out training videos under inner; not with select: last)"),
         "batch_size": _k("int", 64, "windows per batch when predicting"),
     },
 }
@@ -463,6 +475,15 @@ def _check_values(config: Config) -> None:
     if config["data"]["stride"] > config["data"]["window"]:
         raise ConfigError(f"{config.where('data.stride')}: data.stride: {config['data']['stride']} is larger "
                           f"than data.window {config['data']['window']}; frames between windows would be skipped")
+    fraction = config["train"]["select_fraction"]
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"{config.where('train.select_fraction')}: train.select_fraction: must be between 0 and 1 "
+                          f"(exclusive), got {fraction}")
+    if config["train"]["select"] == "last":
+        for path in ("train.early_stopping", "eval.tune_thresholds"):
+            if config.get_path(path):
+                raise ConfigError(f"{config.where(path)}: {path}: needs a split to score each epoch on, but "
+                                  "train.select is 'last'; use train.select inner (or validation)")
     if config["task"] is None:
         raise ConfigError(f"{config.where('task')}: task: required; one of va, expr, au (or {{name, options}})")
 

@@ -24,10 +24,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from affbench.data.submission import OrderFile, parse_location, read_order_file, validate_submission
 from affbench.data.windows import VideoPredictionMerger
 from affbench.train import distributed as D
 
 SUBMISSION_NAMES = {"va": "VA_submission.txt", "expr": "EXPR_submission.txt", "au": "AU_submission.txt"}
+PREDICT_SPLITS = ("train", "validation", "test")
 
 
 @dataclass
@@ -275,29 +277,6 @@ def write_predictions_csv(task: Any, outputs: VideoOutputs, values: Mapping[str,
     return path
 
 
-def read_order_file(path: str | Path) -> list[str]:
-    """The ``image_location`` column of an organisers' sample file (header line skipped)."""
-    rows = []
-    with open(path, encoding="utf-8") as handle:
-        for i, line in enumerate(handle):
-            line = line.strip()
-            if not line:
-                continue
-            first = line.split(",", 1)[0]
-            if i == 0 and first == "image_location":
-                continue
-            rows.append(first)
-    return rows
-
-
-def _parse_location(location: str, where: str) -> tuple[str, int]:
-    video, _, image = location.rpartition("/")
-    stem = image.rsplit(".", 1)[0]
-    if not video or not stem.isdigit():
-        raise ValueError(f"{where}: image_location {location!r} is not <video>/<NNNNN>.jpg")
-    return video, int(stem)
-
-
 def write_submission(task: Any, values: Mapping[str, np.ndarray], path: str | Path, *,
                      order: Sequence[str] | None = None) -> dict[str, int]:
     """An ABAW submission file: ``image_location,<columns>``, one row per frame of every listed video.
@@ -318,10 +297,12 @@ def write_submission(task: Any, values: Mapping[str, np.ndarray], path: str | Pa
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", encoding="utf-8", newline="") as handle:
         handle.write(",".join(["image_location", *columns]) + "\n")
-        for location in order:
-            video, frame = _parse_location(location, str(path))
+        for i, location in enumerate(order):
+            video, frame = parse_location(location, path, None)
             if video not in values:
-                raise KeyError(f"{path}: no predictions for video '{video}' listed in the order file")
+                where = order.where(i) if isinstance(order, OrderFile) else "the order file"
+                raise ValueError(f"{where}: video '{video}' has no predictions in this split; predict the split "
+                                 "that holds it (--split test for videos without annotation files)")
             vals = values[video]
             index = frame - 1
             if not 0 <= index < vals.shape[0]:
@@ -391,13 +372,47 @@ def evaluate(checkpoint: str | Path, *, config: Any = None, fold: int | None = N
             "task": model.task.name, "primary_metric": model.task.primary_metric, "metrics": metrics}
 
 
+def _test_outputs(config: Any, model: torch.nn.Module, *, fold: int | None, order: OrderFile,
+                  quiet: bool) -> VideoOutputs:
+    """Model outputs on the unlabelled videos `order` lists: features by the run's own backbone (stage 2, same
+    cache; fine-tuned on the run's fold), whole videos through windows merged per frame."""
+    from affbench.data.affwild2_layout import unlabelled_records
+    from affbench.data.window_shards import WindowShards
+    from affbench.train.extract import build_window_shards, extract_features
+    from affbench.train.stage_inputs import load_stage_inputs
+    from affbench.train.trainer import expected_provenance
+
+    inputs = load_stage_inputs(config, fold)
+    records = unlabelled_records(order.frames_per_video(), inputs.dataset.image_root, int(model.task.label_dim))
+    features = extract_features(config, fold=fold, quiet=quiet, inputs=inputs, records=records)
+    directory, _ = build_window_shards(config, inputs, features, "test", records=records, quiet=quiet)
+    shards = WindowShards(directory, expect=expected_provenance(config))
+    info = D.init_distributed()
+    return run_windows(model, shards.iter_windows(), device=next(model.parameters()).device,
+                       batch_size=config["eval"]["batch_size"], amp=config["train"]["amp"], rank=info.rank,
+                       world_size=info.world_size, quiet=quiet, total=len(shards))
+
+
 def predict(checkpoint: str | Path, out_dir: str | Path, *, config: Any = None, fold: int | None = None,
             split: str = "validation", smoothing: int | None = None, order_file: str | Path | None = None,
             data: Any = None, quiet: bool = False) -> dict:
-    """Per-frame predictions CSV and an ABAW submission file for every frame of every video of a split."""
+    """Per-frame predictions CSV and an ABAW submission file for every frame of every video of a split.
+
+    ``split="test"`` predicts the videos the order file lists (image folders without annotation files), one row
+    per listed frame in its order. The submission written is checked by :func:`validate_submission`.
+    """
+    if split not in PREDICT_SPLITS:
+        raise ValueError(f"split must be one of {', '.join(PREDICT_SPLITS)}, got {split!r}")
+    if split == "test" and not order_file:
+        raise ValueError("predicting the test split needs the organisers' order file (--order FILE): it lists the "
+                         "test videos and frames")
+    order = read_order_file(order_file) if order_file else None
     config, model, ckpt = load_trained(checkpoint, config)
     fold = ckpt.get("fold") if fold is None else fold
-    outputs = _split_outputs(config, model, fold=fold, split=split, data=data, quiet=quiet)
+    if split == "test":
+        outputs = _test_outputs(config, model, fold=fold, order=order, quiet=quiet)
+    else:
+        outputs = _split_outputs(config, model, fold=fold, split=split, data=data, quiet=quiet)
     window = smoothing if smoothing is not None else config["eval"]["smoothing"]
     values = {v: frame_values(model.task, outputs.outputs[v], smoothing=window) for v in outputs.videos}
     out_dir = Path(out_dir)
@@ -405,8 +420,9 @@ def predict(checkpoint: str | Path, out_dir: str | Path, *, config: Any = None, 
     if D.init_distributed().is_main:
         task = model.task
         csv_path = write_predictions_csv(task, outputs, values, out_dir / f"predictions.{split}.csv")
-        order = read_order_file(order_file) if order_file else None
         sub_path = out_dir / SUBMISSION_NAMES.get(task.name, f"{task.name}_submission.txt")
         counts = write_submission(task, values, sub_path, order=order)
+        if task.name in SUBMISSION_NAMES:  # a plugin task has no ABAW format to check against
+            validate_submission(sub_path, task.name, order)
         result.update(predictions=str(csv_path), submission=str(sub_path), **counts)
     return result

@@ -96,8 +96,12 @@ def cached_rows(directory: Path, record: VideoRecord) -> np.ndarray | None:
 
 
 def extract_features(config: Mapping[str, Any], *, fold: int | None, quiet: bool = False,
-                     inputs: StageInputs | None = None) -> FeatureSet:
-    """Per-video features of every video of the config's task (both sides of `fold`), reusing the cache."""
+                     inputs: StageInputs | None = None, records: Sequence[VideoRecord] | None = None) -> FeatureSet:
+    """Per-video features of every video of the config's task (both sides of `fold`), reusing the cache.
+
+    `records` extracts other videos of the same dataset instead (e.g. the unlabelled test videos) with the same
+    backbone, fine-tuned on the same fold, into the same cache.
+    """
     inputs = inputs or load_stage_inputs(config, fold)
     backbone, identity, tuned = prepare_backbone(config, inputs, quiet=quiet)
     key = cache.feature_key(inputs.dataset_provenance, identity)
@@ -105,22 +109,27 @@ def extract_features(config: Mapping[str, Any], *, fold: int | None, quiet: bool
     if cache.read_manifest(directory) is None:  # what the per-video files are; they are complete one by one
         cache.write_manifest(directory, {"stage": "features", "key": key, "identity": identity,
                                          "dataset": inputs.dataset_provenance, "feature_dim": int(backbone.out_dim)})
-    records = inputs.records
+    records = inputs.records if records is None else list(records)
     missing = [r for r in records if not has_features(directory, r)]
     extracted = 0
     if missing:
-        extracted = extract_videos(config, inputs, backbone, directory, missing, quiet=quiet)
+        extracted = extract_videos(config, inputs, backbone, directory, missing, quiet=quiet,
+                                   shard_records=records)
     return FeatureSet(directory, key, identity, int(backbone.out_dim), extracted, tuned)
 
 
 def extract_videos(config: Mapping[str, Any], inputs: StageInputs, backbone: nn.Module, directory: Path,
-                   missing: Sequence[VideoRecord], *, quiet: bool) -> int:
-    """Features of every face image of `missing` videos into `directory` (one file per video); frames done."""
+                   missing: Sequence[VideoRecord], *, quiet: bool,
+                   shard_records: Sequence[VideoRecord] | None = None) -> int:
+    """Features of every face image of `missing` videos into `directory` (one file per video); frames done.
+
+    The frames are read from the frame-shard set of `shard_records` (default: every video of the task, one set
+    all folds reuse), which must include the `missing` ones.
+    """
     ex = config["extract"]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     amp = bool(ex["amp"]) and device.type == "cuda"
-    # One frame-shard set per task holds every face image of the task's videos (all folds reuse it).
-    all_records = inputs.records
+    all_records = inputs.records if shard_records is None else list(shard_records)
     shards_dir = ensure_frame_shards(all_records, inputs.dataset, task=inputs.task,
                                      provenance=inputs.dataset_provenance, selection={"stage": "extract"},
                                      quiet=quiet)
@@ -189,18 +198,26 @@ def video_features(features: FeatureSet, record: VideoRecord, policy: str) -> tu
 
 
 def build_window_shards(
-    config: Mapping[str, Any], inputs: StageInputs, features: FeatureSet, split: str, *, quiet: bool = False
+    config: Mapping[str, Any], inputs: StageInputs, features: FeatureSet, split: str, *, quiet: bool = False,
+    records: Sequence[VideoRecord] | None = None, selection: Mapping[str, Any] | None = None,
 ) -> tuple[Path, dict]:
-    """The window-shard set of one split ("train" | "validation") of the fold, built once per content key."""
+    """The window-shard set of one split of the fold, built once per content key.
+
+    `records` default to the fold's side named `split` ("train" | "validation"); other splits ("selection",
+    "test") pass theirs. `selection` (how held-out training videos were drawn) joins the key and the provenance
+    of the splits it shaped.
+    """
     from affbench.data.window_shards import write_window_shards
 
-    records = {"train": inputs.train, "validation": inputs.validation}[split]
+    if records is None:
+        records = {"train": inputs.train, "validation": inputs.validation}[split]
     data = config["data"]
     policy = data["missing_faces"]
-    fold_side = {k: v for k, v in inputs.fold_info.items() if k not in ("train", "validation")}
+    fold_side = {k: v for k, v in inputs.fold_info.items() if k not in ("train", "validation", "selection")}
+    shaped_by = {} if selection is None else {"selection": dict(selection)}
     key = cache.stage_key("windows", features=features.key, task=component_spec(config["task"]), split=split,
                           fold=fold_side, videos=[r.video for r in records], window=int(data["window"]),
-                          stride=int(data["stride"]), missing_faces=policy)
+                          stride=int(data["stride"]), missing_faces=policy, **shaped_by)
     directory = cache.stage_dir("windows", key)
     manifest = cache.read_manifest(directory)
     if manifest is not None:
@@ -220,6 +237,7 @@ def build_window_shards(
             "key": features.finetune["key"], "weights_id": features.finetune["weights_id"]},
         "missing_faces": {"policy": policy, "frames_without_face": without_face,
                           "frames": sum(r.n_frames for r in records)},
+        **shaped_by,
     }
 
     def windows() -> Iterator[tuple[VideoRecord, np.ndarray, np.ndarray]]:

@@ -4,6 +4,10 @@
 extraction, and the window shards of the fold's train and validation videos. Every step is keyed by its
 inputs, so the rows of a suite that share a backbone and fold share one fine-tune and one extraction, and
 the three tasks share the features of a backbone that was not fine-tuned.
+
+Under ``train.select: inner`` a seeded slice of the fold's training videos becomes a third split,
+``selection``, cut from the same features: stage 3 does not train on it and picks its epoch on it. Stages 1
+and 2 still use every training video of the fold (the slice's frames shaped the fine-tuned backbone).
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from affbench.data.records import VideoRecord
 from affbench.train.config import as_config
 from affbench.train.extract import build_window_shards, extract_features
-from affbench.train.stage_inputs import load_stage_inputs
+from affbench.train.stage_inputs import StageInputs, load_stage_inputs
 
 SPLITS = ("train", "validation")
+SELECTION = "selection"
 
 
 @dataclasses.dataclass
@@ -30,10 +36,37 @@ class WindowData:
     feature_dim: int
     provenance: dict
     fold_manifest: dict
+    selection_dir: Path | None = None  # held-out training videos (train.select: inner)
 
     @property
     def dirs(self) -> dict[str, Path]:
-        return {"train": self.train_dir, "validation": self.validation_dir}
+        dirs = {"train": self.train_dir, "validation": self.validation_dir}
+        if self.selection_dir is not None:
+            dirs[SELECTION] = self.selection_dir
+        return dirs
+
+
+def selection_spec(config: Mapping[str, Any], inputs: StageInputs) -> dict | None:
+    """How the selection split is drawn from the fold's training videos (None unless train.select is inner)."""
+    from affbench.data.folds import hold_out_sources
+
+    train = config["train"]
+    if train["select"] != "inner":
+        return None
+    _, held = hold_out_sources(inputs.train, float(train["select_fraction"]), int(train["select_seed"]))
+    return {"fraction": float(train["select_fraction"]), "seed": int(train["select_seed"]),
+            "videos": [r.video for r in held]}
+
+
+def stage3_records(config: Mapping[str, Any], inputs: StageInputs) -> dict[str, list[VideoRecord]]:
+    """The records of each stage-3 split: train and validation, plus selection under train.select: inner."""
+    spec = selection_spec(config, inputs)
+    if spec is None:
+        return {"train": list(inputs.train), "validation": list(inputs.validation)}
+    held = set(spec["videos"])
+    return {"train": [r for r in inputs.train if r.video not in held],
+            SELECTION: [r for r in inputs.train if r.video in held],
+            "validation": list(inputs.validation)}
 
 
 def prepare_window_shards(config: Mapping[str, Any] | str | Path, *, fold: int | None,
@@ -43,28 +76,35 @@ def prepare_window_shards(config: Mapping[str, Any] | str | Path, *, fold: int |
     started = time.perf_counter()
     inputs = load_stage_inputs(config, fold)
     features = extract_features(config, fold=fold, quiet=quiet, inputs=inputs)
+    selection = selection_spec(config, inputs)
     dirs: dict[str, Path] = {}
     manifests: dict[str, dict] = {}
-    for split in SPLITS:
-        dirs[split], manifests[split] = build_window_shards(config, inputs, features, split, quiet=quiet)
+    for split, records in stage3_records(config, inputs).items():
+        # The validation shards do not depend on the selection: every mode shares them.
+        shaped = selection if split != "validation" else None
+        dirs[split], manifests[split] = build_window_shards(config, inputs, features, split, quiet=quiet,
+                                                            records=records, selection=shaped)
     fold_manifest = {
         "task": inputs.task,
         "dataset": inputs.dataset_provenance,
         **inputs.fold_info,
+        **({} if selection is None else {SELECTION: selection}),
     }
     provenance = {
         "dataset": inputs.dataset_provenance,
         "task": inputs.task,
         "fold": {k: v for k, v in inputs.fold_info.items() if k not in SPLITS},
+        "select": {"mode": config["train"]["select"], **(selection or {})},
         "backbone": features.identity,
         "feature_key": features.key,
         "features_dir": str(features.directory),
         "finetune": None if features.finetune is None else {
             k: features.finetune[k] for k in ("key", "weights_id", "frames_per_epoch", "history", "options")},
-        "window_shards": {split: str(dirs[split]) for split in SPLITS},
-        "missing_faces": {split: manifests[split]["provenance"]["missing_faces"] for split in SPLITS},
-        "counts": {split: manifests[split]["counts"] for split in SPLITS},
+        "window_shards": {split: str(d) for split, d in dirs.items()},
+        "missing_faces": {split: m["provenance"]["missing_faces"] for split, m in manifests.items()},
+        "counts": {split: m["counts"] for split, m in manifests.items()},
         "extracted_frames": features.extracted_frames,
         "seconds": round(time.perf_counter() - started, 3),
     }
-    return WindowData(dirs["train"], dirs["validation"], features.feature_dim, provenance, fold_manifest)
+    return WindowData(dirs["train"], dirs["validation"], features.feature_dim, provenance, fold_manifest,
+                      selection_dir=dirs.get(SELECTION))

@@ -1,11 +1,20 @@
-"""Stage 3: train the temporal stack and head on window shards, validate on whole videos, keep the best.
+"""Stage 3: train the temporal stack and head on window shards, pick an epoch, score it on validation.
 
 One epoch = one pass over the training windows in an order that is a pure function of (seed, epoch, rank), so
 a checkpoint taken after step k of an epoch resumes by skipping k batches. Losses are masked (padding and
-invalid labels carry none). After each epoch the model runs on every validation window, outputs are merged
-per frame and every labelled frame is scored once; the best epoch by the task's primary metric is saved as
-``best.pt``. ``last.pt`` (every ``train.checkpoint_every`` steps and at each epoch end) holds everything a
-bitwise-identical resume needs: model, optimizer, scheduler, step, epoch, position in the epoch, RNG states.
+invalid labels carry none).
+
+``train.select`` says which epoch is reported (``best.pt``):
+
+* ``inner``: after each epoch the model runs on the ``selection`` split (training videos held out of stage 3),
+  which picks the epoch and tunes AU thresholds; the validation split is read once, after the last epoch, to
+  score the selected and the last checkpoint.
+* ``last``: no per-epoch scoring; the last epoch is the reported one, scored on validation at the end.
+* ``validation``: after each epoch the validation split itself picks the epoch (the paper's practice).
+
+Scoring runs on whole videos: outputs are merged per frame and every labelled frame is scored once.
+``last.pt`` (every ``train.checkpoint_every`` steps and at each epoch end) holds everything a bitwise-identical
+resume needs: model, optimizer, scheduler, step, epoch, position in the epoch, RNG states.
 """
 
 from __future__ import annotations
@@ -57,7 +66,7 @@ def seed_everything(seed: int) -> None:
 
 
 def split_dir(data: Any, split: str) -> Path:
-    """The window-shard directory of `split` ("train" | "validation") in a WindowData."""
+    """The window-shard directory of `split` ("train" | "selection" | "validation") in a WindowData."""
     for attr in (split, f"{split}_dir"):
         value = getattr(data, attr, None)
         if value is not None:
@@ -65,6 +74,9 @@ def split_dir(data: Any, split: str) -> Path:
     dirs = getattr(data, "dirs", None)
     if isinstance(dirs, Mapping) and split in dirs:
         return Path(dirs[split])
+    if split == "selection":
+        raise ValueError(f"train.select is 'inner' but the window data {data!r} has no 'selection' split (held-out "
+                         "training videos; prepare_window_shards builds it); set train.select to last or validation")
     raise AttributeError(f"window data {data!r} has no '{split}' shard directory")
 
 
@@ -96,6 +108,11 @@ def window_data(config: Config, *, fold: int | None, quiet: bool, data: Any = No
             data = prepare_window_shards(config, fold=fold, quiet=True)
         return data
     return prepare_window_shards(config, fold=fold, quiet=quiet)
+
+
+# The split each train.select mode scores after every epoch, and the prefix of its metrics.csv columns.
+SELECTION_SPLITS = {"inner": "selection", "validation": "validation", "last": None}
+COLUMN_PREFIX = {"selection": "selection_", "validation": "val_"}
 
 
 def _fold_manifest(data: Any) -> Any:
@@ -175,12 +192,23 @@ def _train(config: Config, *, fold: int | None, out_dir: Path, resume: bool, qui
     seed = int(tcfg["seed"])
     run_dir = run_dir_path(out_dir, config, fold)
     data = window_data(config, fold=fold, quiet=quiet, data=data)
+    mode = tcfg["select"]
+    pick_split = SELECTION_SPLITS[mode]
     train_shards = open_window_shards(config, data, "train")
+    # Opening a set reads its manifest only: under inner and last no validation window is read before the end.
     val_shards = open_window_shards(config, data, "validation")
+    if pick_split == "selection":
+        pick_shards = open_window_shards(config, data, "selection")
+    else:
+        pick_shards = val_shards if pick_split == "validation" else None
+    selection = {"mode": mode, "split": pick_split,
+                 **({"videos": pick_shards.provenance.get("videos")} if pick_split == "selection" else {})}
     feature_dim = int(getattr(data, "feature_dim", None) or train_shards.feature_dim)
     if info.is_main:
+        shard_provenance = {"train": train_shards.provenance, "validation": val_shards.provenance,
+                            **({"selection": pick_shards.provenance} if pick_split == "selection" else {})}
         prepare_run_dir(run_dir, config, seed=seed, fold=fold, fold_manifest=_fold_manifest(data),
-                        provenance={"train": train_shards.provenance, "validation": val_shards.provenance,
+                        provenance={**shard_provenance, "select": selection,
                                     **({"data": dict(data.provenance)} if isinstance(
                                         getattr(data, "provenance", None), Mapping) else {})})
 
@@ -216,7 +244,7 @@ def _train(config: Config, *, fold: int | None, out_dir: Path, resume: bool, qui
 
     state = {"epoch": 0, "batch": 0, "step": 0, "loss_sum": 0.0, "loss_count": 0, "history": [],
              "best_metric": -math.inf, "best_epoch": None, "best_metrics": None, "thresholds": None,
-             "stale_epochs": 0}
+             "last_thresholds": None, "stale_epochs": 0}
     rng_to_restore = None
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     if resume and last_path.is_file():
@@ -241,6 +269,16 @@ def _train(config: Config, *, fold: int | None, out_dir: Path, resume: bool, qui
                              "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                              "state": dict(state), "rng": rng, "config_digest": digest,
                              "world_size": info.world_size}, last_path)
+
+    def score_split(shards: Any, *, tune: bool = False, thresholds: Any = None) -> tuple[dict, dict, Any, Any]:
+        """(metrics, values, outputs, thresholds) of the current model on a whole split."""
+        outputs = run_windows(unwrap_model(model), shards.iter_windows(), device=device,
+                              batch_size=ecfg["batch_size"], amp=tcfg["amp"], rank=info.rank,
+                              world_size=info.world_size, quiet=quiet, total=len(shards))
+        if tune:
+            thresholds = tune_thresholds(task, outputs, smoothing=ecfg["smoothing"])
+        metrics, values = score(task, outputs, smoothing=ecfg["smoothing"], thresholds=thresholds)
+        return metrics, values, outputs, thresholds
 
     kill_after = int(os.environ.get(KILL_AFTER_STEP_ENV, "0") or 0)
     checkpoint_every = tcfg["checkpoint_every"]
@@ -299,38 +337,40 @@ def _train(config: Config, *, fold: int | None, out_dir: Path, resume: bool, qui
 
             D.broadcast_buffers(unwrap_model(model))
             loss_sum, loss_count = D.all_reduce_sum([state["loss_sum"], state["loss_count"]], device)
-            outputs = run_windows(unwrap_model(model), val_shards.iter_windows(), device=device,
-                                  batch_size=ecfg["batch_size"], amp=tcfg["amp"], rank=info.rank,
-                                  world_size=info.world_size, quiet=quiet, total=len(val_shards))
-            thresholds = None
-            if ecfg["tune_thresholds"]:
-                thresholds = tune_thresholds(task, outputs, smoothing=ecfg["smoothing"])
-            metrics, values = score(task, outputs, smoothing=ecfg["smoothing"], thresholds=thresholds)
-            primary = float(metrics[task.primary_metric])
+            metrics = thresholds = None
+            if pick_shards is not None:
+                metrics, values, outputs, thresholds = score_split(pick_shards, tune=ecfg["tune_thresholds"])
+                primary = float(metrics[task.primary_metric])
+                improved = primary > state["best_metric"]
+            else:  # select: last: every epoch supersedes the one before
+                primary, improved = state["best_metric"], True
             row = {"epoch": epoch + 1, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
                    "train_loss": loss_sum / max(1.0, loss_count),
-                   **{f"val_{k}": v for k, v in metrics.items()},
+                   **{f"{COLUMN_PREFIX.get(pick_split, '')}{k}": v for k, v in (metrics or {}).items()},
                    "seconds": train_seconds,
                    "windows_per_s": windows_seen * info.world_size / max(train_seconds, 1e-9)}
             state["history"].append(row)
-            improved = primary > state["best_metric"]
+            state["last_thresholds"] = thresholds
             if improved:
                 state.update(best_metric=primary, best_epoch=epoch + 1, best_metrics=metrics,
                              thresholds=thresholds, stale_epochs=0)
-                best_values, best_outputs = values, outputs
+                if pick_split == "validation":
+                    best_values, best_outputs = values, outputs
                 if info.is_main:
                     save_checkpoint({"model": model_state(model), "epoch": epoch + 1, "step": state["step"],
-                                     "metrics": metrics, "thresholds": thresholds, "config": config.to_dict(),
-                                     "feature_dim": feature_dim, "fold": fold}, best_path)
+                                     "metrics": metrics, "select": mode, "thresholds": thresholds,
+                                     "config": config.to_dict(), "feature_dim": feature_dim, "fold": fold},
+                                    best_path)
             else:
                 state["stale_epochs"] += 1
             if info.is_main:
                 write_metrics_csv(run_dir / "metrics.csv", state["history"])
                 tb.log(row, state["step"])
                 if not quiet:
-                    shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "frames")
-                    tqdm.write(f"[{config['name']}] epoch {epoch + 1}/{epochs} loss {row['train_loss']:.4f} "
-                               f"val {shown}{' *' if improved else ''}")
+                    shown = ", ".join(f"{k}={v:.4f}" for k, v in (metrics or {}).items() if k != "frames")
+                    scored = f" {pick_split} {shown}{' *' if improved else ''}" if metrics else ""
+                    tqdm.write(f"[{config['name']}] epoch {epoch + 1}/{epochs} loss {row['train_loss']:.4f}"
+                               f"{scored}")
             state.update(epoch=epoch + 1, batch=0, loss_sum=0.0, loss_count=0)
             patience = tcfg["early_stopping"]
             stop = bool(patience and state["stale_epochs"] >= patience)
@@ -342,13 +382,31 @@ def _train(config: Config, *, fold: int | None, out_dir: Path, resume: bool, qui
     finally:
         tb.close()
 
+    if pick_split == "validation":
+        best_validation = state["best_metrics"]
+        last_validation = {k[4:]: v for k, v in state["history"][-1].items() if k.startswith("val_")} \
+            if state["history"] else None
+    elif state["history"]:
+        # The one look at the validation split: the last checkpoint, then the selected one.
+        last_validation, values, outputs, _ = score_split(val_shards, thresholds=state["last_thresholds"])
+        if state["best_epoch"] == state["history"][-1]["epoch"]:
+            best_validation, best_values, best_outputs = last_validation, values, outputs
+        else:
+            D.barrier()  # best.pt is complete on disk for every rank
+            unwrap_model(model).load_state_dict(load_checkpoint(best_path)["model"])
+            best_validation, best_values, best_outputs, _ = score_split(val_shards, thresholds=state["thresholds"])
+        if info.is_main and not quiet:
+            shown = ", ".join(f"{k}={v:.4f}" for k, v in best_validation.items() if k != "frames")
+            tqdm.write(f"[{config['name']}] validation of epoch {state['best_epoch']} (selected: {mode}) {shown}")
+    else:
+        best_validation = last_validation = None
+
     result = {
         "name": config["name"], "task": config["task"]["name"], "fold": fold, "run_dir": str(run_dir),
-        "primary_metric": task.primary_metric, "best_epoch": state["best_epoch"],
-        "metrics": state["best_metrics"], "thresholds": state["thresholds"],
+        "primary_metric": task.primary_metric, "select": mode, "best_epoch": state["best_epoch"],
+        "metrics": best_validation, "last": last_validation, "thresholds": state["thresholds"],
+        "selection": {**selection, "metrics": state["best_metrics"]},
         "epochs_run": len(state["history"]), "steps": state["step"],
-        "last": {k[4:]: v for k, v in state["history"][-1].items() if k.startswith("val_")}
-        if state["history"] else None,
         "seconds": time.perf_counter() - t_run, "world_size": info.world_size,
     }
     if info.is_main:
