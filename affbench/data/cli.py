@@ -1,8 +1,9 @@
-"""`affbench data`: print the per-frame table, write fold manifests, generate SynthAffect.
+"""`affbench data`: print the per-frame table, write fold manifests, generate SynthAffect, crop your videos.
 
     affbench data frames --root DIR --task va --split train > va_train.csv
     affbench data folds  --root DIR --task va --k 5 --seed 0 --out folds.json
     affbench data synth  --out DIR --size small --seed 0
+    affbench data crop   VIDEO_OR_FOLDER --out DIR          (affbench/video/cli.py)
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def add_commands(subparsers) -> None:
     data = subparsers.add_parser("data", help="read datasets: per-frame table, fold manifests, SynthAffect",
                                  description="Read datasets: per-frame table, fold manifests, SynthAffect.")
     data.set_defaults(func=lambda args: print_usage(data))
-    commands = data.add_subparsers(dest="data_command", metavar="{frames,folds,synth}")
+    commands = data.add_subparsers(dest="data_command", metavar="{frames,folds,synth,crop}")
 
     frames = commands.add_parser(
         "frames", help="print the per-frame table as CSV",
@@ -61,6 +62,10 @@ def add_commands(subparsers) -> None:
     synth.add_argument("--size", choices=SYNTH_SIZES, default="small")
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(func=reporting_input_errors("affbench data synth", run_synth))
+
+    from affbench.video.cli import add_crop_command
+
+    add_crop_command(commands)
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:

@@ -80,6 +80,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    if args.video is not None:
+        from affbench.video.cli import run_predict_video
+
+        return run_predict_video(args)
+    if args.checkpoint is None:
+        raise SystemExit("affbench predict: error: give a CHECKPOINT (or RUN_DIR), or --video FILE --run RUN_DIR")
     from affbench.train.evaluate import predict
 
     checkpoint = _checkpoint(args.checkpoint)
@@ -117,7 +123,8 @@ def add_commands(subparsers) -> None:
     for name, helptext in (("evaluate", "metrics of a trained checkpoint on a split (every labelled frame once)"),
                            ("predict", "per-frame predictions CSV and ABAW submission file")):
         p = subparsers.add_parser(name, help=helptext, description=helptext)
-        p.add_argument("checkpoint", help="best.pt / last.pt, or a run directory (uses its best.pt)")
+        p.add_argument("checkpoint", nargs="?" if name == "predict" else None,
+                       help="best.pt / last.pt, or a run directory (uses its best.pt)")
         p.add_argument("--config", help="config to use instead of the one stored in the checkpoint")
         p.add_argument("--split", default="validation", choices=("train", "validation"))
         p.add_argument("--smoothing", type=int, default=None,
@@ -126,5 +133,8 @@ def add_commands(subparsers) -> None:
             p.add_argument("--out", default=None, help="output directory (default: the checkpoint's directory)")
             p.add_argument("--order", default=None,
                            help="organisers' sample file: write submission rows in its image_location order")
+            from affbench.video.cli import add_predict_video_arguments
+
+            add_predict_video_arguments(p)
         _add_common(p)
         p.set_defaults(func=cmd_evaluate if name == "evaluate" else cmd_predict)
