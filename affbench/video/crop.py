@@ -212,9 +212,10 @@ def _check_free(root: Path, names: Sequence[str]) -> None:
                                   "remove its crops or choose another --out")
 
 
-def crop_videos(source: str | os.PathLike[str], out_root: str | os.PathLike[str], options: CropOptions = CropOptions(),
+def crop_videos(source: str | os.PathLike[str], out_root: str | os.PathLike[str], options: CropOptions | None = None,
                 *, quiet: bool = False) -> list[dict]:
     """Crop every video of `source` (a file or a folder of videos) into `out_root`; returns their manifests."""
+    options = options or CropOptions()
     videos = list_videos(source)
     names = [video_name(v) for v in videos]
     clashes = sorted({n for n in names if names.count(n) > 1})
