@@ -4,8 +4,8 @@
 
 Two kinds of test frame, 640x360, each with one face pasted at a known place on a smooth random background:
 - real photos that installed packages ship (scikit-image's astronaut, matplotlib's grace_hopper.jpg): the face
-  region around a hand-marked box (forehead to chin, cheek to cheek) pasted at three face widths (50, 90, 140);
-- SynthAffect aligned 112x112 crops (every 25th frame of every track of DIR, e.g. `affbench data synth --size
+  region around a hand-marked box (forehead to chin, cheek to cheek) pasted at four face widths (40, 60, 90, 140), two random places each;
+- SynthAffect aligned 112x112 crops (every 10th frame of every track of DIR, e.g. `affbench data synth --size
   tiny`), pasted at three sizes; their reference box is the whole pasted crop, which also holds hair and
   background, so their IoU is lower than a real photo's by construction.
 A face counts as found when a detection overlaps its reference box with IoU >= 0.5 (real) or >= 0.3 (synth).
@@ -28,7 +28,8 @@ import numpy as np
 SCENE = (360, 640)
 # Hand-marked face boxes (x0, y0, x1, y1) in the shipped photos.
 PHOTO_BOXES = {"astronaut": (183, 72, 268, 177), "grace_hopper": (172, 145, 352, 345)}
-REAL_WIDTHS = (50, 90, 140)
+REAL_WIDTHS = (40, 60, 90, 140)
+PLACEMENTS = 2  # random places per photo and width
 SYNTH_SIZES = (80, 112, 180)
 BATCH = 8
 
@@ -69,7 +70,7 @@ def real_cases(rng: np.random.Generator) -> list[tuple[str, np.ndarray, np.ndarr
         cx0, cy0 = max(0, x0 - w // 3), max(0, y0 - h // 3)
         cx1, cy1 = min(photo.shape[1], x1 + w // 3), min(photo.shape[0], y1 + h // 3)
         region = photo[cy0:cy1, cx0:cx1]
-        for width in REAL_WIDTHS:
+        for width in [w_ for w_ in REAL_WIDTHS for _ in range(PLACEMENTS)]:
             scale = width / w
             patch = np.asarray(Image.fromarray(region).resize(
                 (round(region.shape[1] * scale), round(region.shape[0] * scale)), Image.BILINEAR))
@@ -82,11 +83,11 @@ def real_cases(rng: np.random.Generator) -> list[tuple[str, np.ndarray, np.ndarr
 
 
 def synth_cases(root: Path, rng: np.random.Generator) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, scene, reference box) for SynthAffect crops (every 25th frame) at each paste size."""
+    """(name, scene, reference box) for SynthAffect crops (every 10th frame) at each paste size."""
     from PIL import Image
 
     images = sorted((root / "cropped_aligned").glob("*/*.jpg"))
-    chosen = [p for p in images if int(p.stem) % 25 == 0]
+    chosen = [p for p in images if int(p.stem) % 10 == 0]
     cases = []
     for i, path in enumerate(chosen):
         size = SYNTH_SIZES[i % len(SYNTH_SIZES)]
@@ -139,14 +140,18 @@ def main(argv: list[str] | None = None) -> int:
     sets = {"real": (real_cases(rng), 0.5), "synthaffect": (synth_cases(args.synth, rng), 0.3)}
     results: dict = {"machine": {"platform": platform.platform(), "cpus": len(os.sched_getaffinity(0)),
                                  "torch_threads": torch.get_num_threads(), "device": args.device,
-                                 "scene": list(SCENE), "batch": BATCH}, "detectors": {}}
+                                 "scene": list(SCENE), "batch": BATCH, "load_average_start": os.getloadavg()},
+               "detectors": {}}
     for name in args.detectors.split(","):
         detector = create_detector(name, device=args.device)
         results["detectors"][name] = {"version": detector.version, "keypoints": detector.gives_keypoints,
                                       **{kind: measure(detector, cases, min_iou)
                                          for kind, (cases, min_iou) in sets.items()}}
+    results["machine"]["load_average_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"load average {results['machine']['load_average_start'][0]:.1f} -> "
+          f"{results['machine']['load_average_end'][0]:.1f} on {results['machine']['cpus']} CPUs")
     print(f"{'detector':10} {'set':12} {'frames':>6} {'recall':>7} {'mean IoU':>8} {'extra/frame':>11} {'frames/s':>9}")
     for name, res in results["detectors"].items():
         for kind in sets:

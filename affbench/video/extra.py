@@ -14,6 +14,6 @@ def require(module: str, *, hint: str = INSTALL_HINT) -> ModuleType:
     """Import `module`, or raise ImportError saying which install line provides it (a one-line input error)."""
     try:
         return importlib.import_module(module)
-    except ImportError as exc:
-        raise ImportError(f"this command needs the '{module}' module, which is missing ({exc.name or module}); "
+    except ImportError:
+        raise ImportError(f"this command needs the '{module}' module, which is not installed; "
                           f"install it with: {hint}") from None

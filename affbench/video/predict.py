@@ -199,6 +199,7 @@ def predict_video(video: str | os.PathLike[str], run: str | os.PathLike[str], *,
     csv_path = write_text_atomic(out_dir / f"{manifest['video']}.predictions.csv",
                                  predictions_csv(model.task, manifest, tracks))
     plot_path = plot_tracks(model.task, manifest, tracks, out_dir / f"{manifest['video']}.traces.png",
-                            title=f"{manifest['video']} - {config['name']} ({run_dir})")
+                            title=f"{manifest['video']}: {model.task.name} predictions of run "
+                                  f"{config['name']}, {run_dir.name}")
     return {"csv": str(csv_path), "plot": str(plot_path), "crops": str(out_dir), "tracks": len(tracks),
             "frames": int(manifest["frames"])}
