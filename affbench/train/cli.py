@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         return run_predict_video(args)
     if args.checkpoint is None:
-        raise SystemExit("affbench predict: error: give a CHECKPOINT (or RUN_DIR), or --video FILE --run RUN_DIR")
+        print("affbench predict: error: give a CHECKPOINT (or RUN_DIR), or --video FILE --run RUN_DIR",
+              file=sys.stderr)
+        return 2
     from affbench.train.evaluate import predict
 
     checkpoint = _checkpoint(args.checkpoint)

@@ -19,7 +19,8 @@ def add_detection_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"face detector (default {defaults.detector}: boxes and five keypoints, aligned crops; "
                             "haar: boxes only, crops of the box with a margin)")
     group.add_argument("--device", default=defaults.device,
-                       help="where detection runs: cpu (default), cuda, cuda:1 ... (frames are detected in batches)")
+                       help="where detection runs (and, for predict, the run's models): cpu (default), cuda, cuda:1 ... "
+                            "(frames are detected in batches)")
     group.add_argument("--batch-size", type=int, default=defaults.batch_size, help="frames per detector batch")
     group.add_argument("--max-missed", type=int, default=defaults.max_missed,
                        help=f"frames a track survives without a face (default {defaults.max_missed})")
