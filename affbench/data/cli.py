@@ -1,9 +1,10 @@
-"""`affbench data`: print the per-frame table, write fold manifests, generate SynthAffect, check submissions.
+"""`affbench data`: per-frame table, fold manifests, SynthAffect, submission checks, your own videos.
 
     affbench data frames --root DIR --task va --split train > va_train.csv
     affbench data folds  --root DIR --task va --k 5 --seed 0 --out folds.json
     affbench data synth  --out DIR --size small --seed 0
     affbench data validate-submission VA_submission.txt --task va --order sample.txt
+    affbench data crop   VIDEO_OR_FOLDER --out DIR          (affbench/video/cli.py)
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def add_commands(subparsers) -> None:
                                  description="Read datasets: per-frame table, fold manifests, SynthAffect; check "
                                              "ABAW submission files.")
     data.set_defaults(func=lambda args: print_usage(data))
-    commands = data.add_subparsers(dest="data_command", metavar="{frames,folds,synth,validate-submission}")
+    commands = data.add_subparsers(dest="data_command", metavar="{frames,folds,synth,validate-submission,crop}")
 
     frames = commands.add_parser(
         "frames", help="print the per-frame table as CSV",
@@ -75,6 +76,10 @@ def add_commands(subparsers) -> None:
     check.add_argument("--order", type=Path, required=True,
                        help="the organisers' file whose image_location column lists the frames, in order")
     check.set_defaults(func=reporting_input_errors("affbench data validate-submission", run_validate_submission))
+
+    from affbench.video.cli import add_crop_command
+
+    add_crop_command(commands)
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:

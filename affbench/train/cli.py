@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    if args.video is not None:
+        from affbench.video.cli import run_predict_video
+
+        return run_predict_video(args)
+    if args.checkpoint is None:
+        print("affbench predict: error: give a CHECKPOINT (or RUN_DIR), or --video FILE --run RUN_DIR",
+              file=sys.stderr)
+        return 2
     from affbench.train.evaluate import predict
 
     checkpoint = _checkpoint(args.checkpoint)
@@ -119,7 +128,8 @@ def add_commands(subparsers) -> None:
     for name, helptext in (("evaluate", "metrics of a trained checkpoint on a split (every labelled frame once)"),
                            ("predict", "per-frame predictions CSV and ABAW submission file")):
         p = subparsers.add_parser(name, help=helptext, description=helptext)
-        p.add_argument("checkpoint", help="best.pt / last.pt, or a run directory (uses its best.pt)")
+        p.add_argument("checkpoint", nargs="?" if name == "predict" else None,
+                       help="best.pt / last.pt, or a run directory (uses its best.pt)")
         p.add_argument("--config", help="config to use instead of the one stored in the checkpoint")
         p.add_argument("--split", default="validation",
                        choices=("train", "validation", "test") if name == "predict" else ("train", "validation"),
@@ -131,6 +141,9 @@ def add_commands(subparsers) -> None:
             p.add_argument("--order", default=None,
                            help="organisers' sample file: write submission rows in its image_location order "
                                 "(required with --split test)")
+            from affbench.video.cli import add_predict_video_arguments
+
+            add_predict_video_arguments(p)
         _add_common(p)
         p.set_defaults(func=cmd_evaluate if name == "evaluate" else
                        reporting_input_errors("affbench predict", cmd_predict))
