@@ -33,7 +33,7 @@ from affbench_plugins.datasets.synthaffect.plan import SizeSpec, SourcePlan, pla
 from affbench_plugins.datasets.synthaffect.render import SIZE
 from affbench_plugins.datasets.synthaffect.video import SynthTrack, synthesize_source
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"  # 1.1: tighter face crop (render.FACE_SCALE), visible slight actions
 METADATA_FILE = "synthaffect.json"
 ANNOTATIONS_DIR = "annotations"
 HOME_ENV = "AFFBENCH_HOME"

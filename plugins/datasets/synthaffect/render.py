@@ -22,9 +22,12 @@ from affbench_plugins.datasets.synthaffect.identity import Identity, Scene
 
 SIZE = 112
 SUPERSAMPLE = 2
-FACE_CENTRE = (56.0, 55.0)
-# Face coordinates are laid out for a face of ~65x80 px; aligned Aff-Wild2 crops fill the frame more than that.
-FACE_SCALE = 1.22
+FACE_CENTRE = (56.0, 58.0)
+# Face coordinates are laid out for a face of ~65x80 px. Aligned Aff-Wild2 crops are tight, from the brows to
+# the chin, with the eyes ~35-40 px apart (the usual 112-px alignment template): at this scale the eyes sit
+# ~39 px apart at y ~50 and forehead and chin run off the crop, as they do there. The scale also keeps brows,
+# lids and lips several pixels wide after the demo's downsampling to 64 px.
+FACE_SCALE = 1.5
 # Pixels a unit of yaw / pitch shifts a part of depth 1 (the nose tip).
 DEPTH_SHIFT = 7.0
 
@@ -53,6 +56,17 @@ class Occluder:
     size: float
     angle: float
     colour: tuple[int, int, int]
+
+
+def visible_intensity(x: float) -> float:
+    """How strongly a unit of intensity `x` (0..1) moves the drawing: 1 - (1 - x)^2.
+
+    Concave, so a slight action (the labelling threshold, 0.35) already moves brows, lids and lips by more than
+    half their full range, a few pixels even after downsampling to 64 px, while stronger actions still look
+    stronger. A linear mapping left a labelled AU at a pixel or two of movement at 64 px.
+    """
+    x = min(1.0, max(0.0, x))
+    return 1.0 - (1.0 - x) ** 2
 
 
 def _blend(colour: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
@@ -148,7 +162,7 @@ class FaceRenderer:
         self._pitch_shift = pose.pitch * DEPTH_SHIFT
         image = self.background.copy()
         self.draw = ImageDraw.Draw(image)
-        u = {name: float(units[i]) for name, i in _U.items()}
+        u = {name: visible_intensity(float(units[i])) for name, i in _U.items()}
         ident = self.id
 
         jaw_drop = 6.0 * u["AU26"] + 0.8 * u["AU25"]
