@@ -8,6 +8,7 @@ import pytest
 from stage_fixtures import forwards, tiny_config
 
 from affbench.data.window_shards import WindowShards
+from affbench.train.config import ConfigError
 from affbench.train.pipeline import prepare_window_shards, stage3_records
 from affbench.train.stage_inputs import load_stage_inputs
 
@@ -96,3 +97,12 @@ def test_official_split_and_bad_fold(home, synth_root):
     assert data.fold_manifest["split"] == "official"
     with pytest.raises(ValueError, match="fold must be an integer in 0..1"):
         prepare_window_shards(config, fold=2, quiet=True)
+
+
+def test_inner_refuses_a_fold_with_one_training_source(home, synth_root):
+    config = tiny_config(synth_root, task="expr")  # the tiny EXPR fold 0 trains on one source video
+    before = forwards()
+    with pytest.raises(ConfigError, match=r"train.select: inner: task 'expr' fold 0: .*at least 2 source videos.*"
+                                          r"set train.select to last or validation"):
+        prepare_window_shards(config, fold=0, quiet=True)
+    assert forwards() == before  # refused before any stage ran

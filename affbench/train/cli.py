@@ -133,7 +133,7 @@ def add_commands(subparsers) -> None:
         p.add_argument("--config", help="config to use instead of the one stored in the checkpoint")
         p.add_argument("--split", default="validation",
                        choices=("train", "validation", "test") if name == "predict" else ("train", "validation"),
-                       help="test (predict only): the unlabelled videos the --order file lists")
+                       help="test: the unlabelled videos the --order file lists" if name == "predict" else None)
         p.add_argument("--smoothing", type=int, default=None,
                        help="temporal smoothing window in frames (default: the config's eval.smoothing)")
         if name == "predict":

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from affbench.data.records import VideoRecord
-from affbench.train.config import as_config
+from affbench.train.config import ConfigError, as_config
 from affbench.train.extract import build_window_shards, extract_features
 from affbench.train.stage_inputs import StageInputs, load_stage_inputs
 
@@ -48,12 +48,17 @@ class WindowData:
 
 def selection_spec(config: Mapping[str, Any], inputs: StageInputs) -> dict | None:
     """How the selection split is drawn from the fold's training videos (None unless train.select is inner)."""
-    from affbench.data.folds import hold_out_sources
+    from affbench.data.folds import FoldError, hold_out_sources
 
     train = config["train"]
     if train["select"] != "inner":
         return None
-    _, held = hold_out_sources(inputs.train, float(train["select_fraction"]), int(train["select_seed"]))
+    try:
+        _, held = hold_out_sources(inputs.train, float(train["select_fraction"]), int(train["select_seed"]))
+    except FoldError as exc:
+        where = config.where("train.select") if hasattr(config, "where") else "config"
+        raise ConfigError(f"{where}: train.select: inner: task '{inputs.task}' fold {inputs.fold}: {exc}; set "
+                          "train.select to last or validation") from None
     return {"fraction": float(train["select_fraction"]), "seed": int(train["select_seed"]),
             "videos": [r.video for r in held]}
 
@@ -75,8 +80,8 @@ def prepare_window_shards(config: Mapping[str, Any] | str | Path, *, fold: int |
     config = as_config(config)
     started = time.perf_counter()
     inputs = load_stage_inputs(config, fold)
+    selection = selection_spec(config, inputs)  # before any stage runs: too few videos fail at once
     features = extract_features(config, fold=fold, quiet=quiet, inputs=inputs)
-    selection = selection_spec(config, inputs)
     dirs: dict[str, Path] = {}
     manifests: dict[str, dict] = {}
     for split, records in stage3_records(config, inputs).items():
