@@ -122,20 +122,6 @@ def test_suite_seeds_are_a_dimension_of_runs_and_cells(home, synth_root, tmp_pat
     assert cell["values"]["VA"]["n"] == 2 and " ± " in cell["cells"][1] and cell["cells"][1].endswith("n=2")
 
 
-def test_suite_seeds_and_bootstrap_are_checked(tmp_path):
-    (tmp_path / "a.yaml").write_text("name: a\n")
-    bad = tmp_path / "s.yaml"
-    bad.write_text("name: s\nconfigs: [a.yaml]\nseeds: [0, 0]\n")
-    with pytest.raises(SuiteError, match=r"s\.yaml: seeds: expected a non-empty list of distinct integers"):
-        load_suite(bad)
-    bad.write_text("name: s\nconfigs: [a.yaml]\nbootstrap: {draws: 0}\n")
-    with pytest.raises(SuiteError, match=r"s\.yaml: bootstrap.draws: expected an integer >= 1"):
-        load_suite(bad)
-    bad.write_text("name: s\nconfigs: [a.yaml]\nbootstrap: {samples: 10}\n")
-    with pytest.raises(SuiteError, match="bootstrap: unknown key 'samples'; accepted: draws, seed"):
-        load_suite(bad)
-
-
 def test_parse_folds():
     assert parse_folds("0", 5) == [0]
     assert parse_folds("0-4", 5) == [0, 1, 2, 3, 4]
@@ -168,11 +154,16 @@ def test_data_overrides():
         data_overrides(None, "/x")
 
 
-def test_suite_file_errors_name_the_file(tmp_path):
+@pytest.mark.parametrize(("text", "message"), [
+    ("configs: [missing.yaml]", r"s\.yaml: configs: 'missing.yaml' matches no file"),
+    ("config: [a.yaml]", "unknown key 'config'"),
+    ("configs: [a.yaml]\nseeds: [0, 0]", r"s\.yaml: seeds: expected a non-empty list of distinct integers"),
+    ("configs: [a.yaml]\nbootstrap: {draws: 0}", r"s\.yaml: bootstrap.draws: expected an integer >= 1"),
+    ("configs: [a.yaml]\nbootstrap: {samples: 10}", "bootstrap: unknown key 'samples'; accepted: draws, seed"),
+])
+def test_suite_file_errors_name_the_file(tmp_path, text, message):
+    (tmp_path / "a.yaml").write_text("name: a\n")
     bad = tmp_path / "s.yaml"
-    bad.write_text("name: s\nconfigs: [missing.yaml]\n")
-    with pytest.raises(SuiteError, match=r"s\.yaml: configs: 'missing.yaml' matches no file"):
-        load_suite(bad)
-    bad.write_text("name: s\nconfig: [a.yaml]\n")
-    with pytest.raises(SuiteError, match="unknown key 'config'"):
+    bad.write_text(f"name: s\n{text}\n")
+    with pytest.raises(SuiteError, match=message):
         load_suite(bad)
