@@ -154,6 +154,7 @@ def build_tables(runs: Sequence[Mapping[str, Any]], *, main: str | None = None,
             table2_refs.append({"row": f"ref: {ref}", "values": values, "cells": cells})
     return {
         "main_row": main,
+        "main_label": row_label(numbers, main) if main else None,
         "folds": folds,
         "table1": {"header": ["Metric", *(_fold_label(f) for f in folds), "All runs"], "rows": table1_rows,
                    "references": table1_refs},
@@ -204,10 +205,10 @@ def _all_rows(table: Mapping[str, Any]) -> list[list[str]]:
 
 def _titles(tables: Mapping[str, Any]) -> dict[str, str]:
     return {
-        "table1": f"Table 1: {tables['main_row']} per fold (validation), references below",
+        "table1": f"Table 1: {tables['main_label']} per fold (validation), references below",
         "table2": "Table 2: rows x tasks, mean ± std over runs, 95 % interval, n runs (VA: mean of valence and "
                   "arousal CCC)",
-        "table3": f"Table 3: paired difference from {tables['main_row']} (same frames, same draws), 95 % interval",
+        "table3": f"Table 3: paired difference from {tables['main_label']} (same frames, same draws), 95 % interval",
     }
 
 

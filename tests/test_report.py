@@ -157,7 +157,7 @@ def test_report_files_hold_references_intervals_marks_and_n(tmp_path, capsys):
     wo_tcn_line = next(line for line in table2.splitlines() if line.startswith("| wo_tcn |"))  # inner: no †
     assert wo_tcn_line.rstrip(" |").endswith("*")  # worse than ours, and the interval says so
     assert "| ref: constant |" in table2 and "| ref: prior | — |" in table2
-    table1 = md[md.index("## Table 1"):md.index("## Table 2")]
+    table1 = md[md.index("## Table 1: ours † per fold"):md.index("## Table 2")]  # the main row's mark too
     assert "| Expr F1 ref: best constant class † |" in table1 and "| Valence CCC ref: constant mean |" in table1
     assert not re.search(r"±[^|]*n=1 ", md)  # a single run shows its interval, never a std
 
