@@ -3,23 +3,26 @@
 * ``va_traces.png``: predicted vs true valence and arousal over time for a few validation videos;
 * ``expr_confusion.png``: the expression confusion matrix (rows: true class, normalised per row);
 * ``au_f1.png``: per-AU F1 of every row (mean over folds);
-* ``training_curves.png``: training loss and validation primary metric per epoch, per task and row.
+* ``training_curves.png``: training loss and validation primary metric per epoch, per task and row;
+* ``intervals.png``: one panel per task, every row's value with its 95 % interval, the references as vertical
+  lines (the numbers of Table 2).
 
-Predictions come from each run's ``predictions.validation.csv``; true labels from the validation window shards
-recorded in its ``data_provenance.json`` (so no dataset has to be reopened). A plot whose inputs are missing is
-left out rather than failing the report.
+Predictions and true labels come from each run's ``predictions.validation.csv`` (older runs: labels from the
+validation window shards recorded in its ``data_provenance.json``), so no dataset has to be reopened. A plot
+whose inputs are missing is left out rather than failing the report.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from affbench.frame_stats import read_predictions, validation_labels
 
 log = logging.getLogger("affbench.plots")
 
@@ -35,45 +38,6 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def read_predictions(run_dir: str | Path) -> dict[str, dict[str, np.ndarray]]:
-    """video -> column -> float array (frame order) from a run's predictions.validation.csv."""
-    path = Path(run_dir) / "predictions.validation.csv"
-    if not path.is_file():
-        return {}
-    columns: dict[str, dict[str, list[float]]] = {}
-    with open(path, newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            video = row.pop("video")
-            per = columns.setdefault(video, {})
-            for key, value in row.items():
-                per.setdefault(key, []).append(float(value) if value not in ("", None) else np.nan)
-    return {v: {k: np.asarray(x) for k, x in cols.items()} for v, cols in columns.items()}
-
-
-def validation_labels(run_dir: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """video -> (labels [n, L], valid [n]) from the validation window shards a run was trained with."""
-    from affbench.data.window_shards import WindowShards
-
-    path = Path(run_dir) / "data_provenance.json"
-    if not path.is_file():
-        return {}
-    prov = json.loads(path.read_text(encoding="utf-8"))
-    directory = ((prov.get("data") or {}).get("window_shards") or {}).get("validation")
-    if not directory or not (Path(directory) / "manifest.json").is_file():
-        return {}
-    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for window in WindowShards(directory).iter_windows():
-        video, n = window["video"], window["n_frames"]
-        if video not in out:
-            out[video] = (np.zeros((n, window["labels"].shape[1]), np.float32), np.zeros(n, bool))
-        labels, valid = out[video]
-        real = window["frames"] > 0
-        idx = window["frames"][real] - 1
-        labels[idx] = window["labels"][real]
-        valid[idx] = window["valid"][real]
-    return out
 
 
 def _first_run(runs: Sequence[Mapping[str, Any]], name: str | None, task: str) -> Mapping[str, Any] | None:
@@ -218,8 +182,55 @@ def plot_training_curves(runs: Sequence[Mapping[str, Any]], path: Path) -> Path 
     return path
 
 
-def write_plots(runs: Sequence[Mapping[str, Any]], out_dir: str | Path, *, main: str | None = None) -> list[Path]:
-    """Every plot whose inputs exist, written into `out_dir`; returns the files written."""
+INTERVAL_PANELS = (("va", "mean", "VA (mean CCC)"), ("expr", "f1", "Expr (macro F1)"), ("au", "f1", "AU (mean F1)"))
+
+
+def plot_intervals(numbers: Any, path: Path) -> Path | None:
+    """Table 2 as a picture: per task, each row's value and 95 % interval; references as vertical lines."""
+    panels = [p for p in INTERVAL_PANELS if any(numbers.cell(r, p[0], p[1]) for r in numbers.rows())]
+    if not panels:
+        return None
+    from affbench.references import REFERENCE_NAMES, REFERENCES
+    from affbench.report import fixed, row_label
+
+    plt = _pyplot()
+    rows = numbers.rows()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 2.2 + 0.4 * len(rows)), squeeze=False)
+    for ax, (task, metric, title) in zip(axes[0], panels, strict=True):
+        for y, row in enumerate(rows):
+            cell = numbers.cell(row, task, metric)
+            if cell is None:
+                continue
+            if cell.estimate is not None:
+                low, high = cell.estimate.interval
+                ax.errorbar(cell.mean, y, xerr=[[cell.mean - low], [high - cell.mean]], fmt="o", color="tab:blue",
+                            ecolor="tab:blue", capsize=3)
+            else:
+                ax.plot(cell.mean, y, "o", color="tab:gray")
+        for ref, style in zip(REFERENCES, ("--", ":"), strict=True):
+            cell = numbers.reference_cell(ref, task, metric)
+            if cell is not None:
+                ax.axvline(cell.mean, color="tab:red", linestyle=style, linewidth=1.2,
+                           label=f"ref: {REFERENCE_NAMES[(task, ref)]} ({fixed(cell.mean)})")
+        ax.set_yticks(range(len(rows)), [row_label(numbers, r) for r in rows])
+        ax.set_ylim(len(rows) - 0.5, -0.5)
+        ax.set_title(title)
+        ax.grid(axis="x", alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:  # below the panel, never over a row
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
+    fig.suptitle("value and 95 % cluster-bootstrap interval of each row; references as vertical lines", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def write_plots(runs: Sequence[Mapping[str, Any]], out_dir: str | Path, *, main: str | None = None,
+                numbers: Any = None) -> list[Path]:
+    """Every plot whose inputs exist, written into `out_dir`; returns the files written.
+
+    `numbers` (an affbench.report_numbers.ReportNumbers) adds ``intervals.png``.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path | None] = []
@@ -231,4 +242,6 @@ def write_plots(runs: Sequence[Mapping[str, Any]], out_dir: str | Path, *, main:
         written.append(plot_expr_confusion(expr_run, out_dir / "expr_confusion.png"))
     written.append(plot_au_f1(runs, out_dir / "au_f1.png"))
     written.append(plot_training_curves(runs, out_dir / "training_curves.png"))
+    if numbers is not None:
+        written.append(plot_intervals(numbers, out_dir / "intervals.png"))
     return [p for p in written if p is not None]

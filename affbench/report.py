@@ -1,13 +1,15 @@
-"""Suite reports shaped like the paper's tables, from the final metrics of each run.
+"""Suite reports shaped like the paper's tables, every number with its reference and its 95 % interval.
 
 * Table 1 (per fold): valence CCC, arousal CCC, EXPR macro F1 and AU mean F1 of the main row, one column per
-  fold, with mean +/- std over folds.
-* Table 2 (ablations): one line per row of the suite, one column per task (VA = mean of the two CCCs), each
-  cell the mean +/- std over the folds that ran.
+  fold and one over all runs, then the label-only reference rows of each metric.
+* Table 2 (ablations): one line per row of the suite, one column per task (VA = mean of the two CCCs), then the
+  reference rows; a cell whose paired difference from the main row excludes 0 is marked ``*``.
+* Table 3: those paired differences (row - main row, same frames, same bootstrap draws) with their intervals.
 
-``write_report`` prints both tables and saves ``report.md``, ``report.csv`` (one line per row, task, fold and
-metric), ``report.json`` and the PNG plots of :mod:`affbench.plots`. Std is the population std over folds
-(0 for a single fold); every cell says how many folds it holds when they differ.
+A cell reads ``0.412 ± 0.031 [0.35, 0.47] n=3``: the mean over its n runs (folds x seeds), the population std
+over them, and the 95 % cluster-bootstrap interval (affbench.report_numbers says how it is formed). A single
+run reads ``0.412 [0.35, 0.47] n=1``. ``write_report`` prints the tables and saves ``report.md``,
+``report.csv`` (one line per value with its interval), ``report.json`` and the plots of :mod:`affbench.plots`.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from affbench.bootstrap import Estimate
 from affbench.cli_components import format_table
+from affbench.references import REFERENCE_NAMES, REFERENCES
+from affbench.report_numbers import TASK_METRICS, BootstrapSettings, Cell, ReportNumbers, selection_mode
 
 # (task, metric key in metrics.json, column title): what the tables show, in the paper's order.
 TABLE1_METRICS = (
@@ -31,41 +35,43 @@ TABLE1_METRICS = (
 )
 TABLE2_COLUMNS = (("va", "mean", "VA"), ("expr", "f1", "Expr"), ("au", "f1", "AU"))
 MAIN_ROW_DEFAULT = "ours"
+SELECTED_ON_REPORTED = "†"  # the row's checkpoint was chosen on the frames the table scores
+SIGNIFICANT = "*"  # the paired difference from the main row excludes 0
+TERMINAL_WIDTH = 120
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+def fixed(x: float, digits: int = 3, sign: str = "") -> str:
+    """`x` with `digits` decimals; a value that rounds to zero prints as 0 (never '-0.000')."""
+    text = f"{x:{sign}.{digits}f}"
+    return f"{0.0:{sign}.{digits}f}" if float(text) == 0.0 else text
 
 
-def format_cell(values: Sequence[float], *, expected: int | None = None) -> str:
-    """'mean ± std' (4 decimals) of the values, '—' for none, with '(n=k)' when k differs from `expected`."""
-    if not values:
+def format_interval(low: float, high: float, digits: int = 2) -> str:
+    return f"[{fixed(low, digits)}, {fixed(high, digits)}]"
+
+
+def format_cell(cell: Cell | None, *, mark: str = "") -> str:
+    """'mean ± std [low, high] n=k' (n=1: no std), '—' for none; no brackets when a run had no predictions."""
+    if cell is None:
         return "—"
-    mean, std = _mean_std(values)
-    cell = f"{mean:.4f} ± {std:.4f}"
-    if expected is not None and len(values) != expected:
-        cell += f" (n={len(values)})"
-    return cell
+    text = fixed(cell.mean) + (f" ± {fixed(cell.std)}" if cell.n > 1 else "")
+    if cell.estimate is not None:
+        text += " " + format_interval(*cell.estimate.interval)
+    return f"{text} n={cell.n}{mark}"
 
 
-def metric_values(runs: Sequence[Mapping[str, Any]], row: str, task: str, metric: str) -> dict[int | None, float]:
-    """fold -> value of `metric` for the runs of `row` and `task` that have final metrics."""
-    out: dict[int | None, float] = {}
-    for run in runs:
-        metrics = run.get("metrics") or {}
-        if run["name"] == row and run["task"] == task and metric in metrics:
-            out[run["fold"]] = float(metrics[metric])
-    return out
+def format_difference(found: tuple[Estimate, int] | None) -> str:
+    """'+0.041 [0.012, 0.070] *' (3 decimals: differences are small), '—' for none."""
+    if found is None:
+        return "—"
+    est, _pairs = found
+    mark = f" {SIGNIFICANT}" if est.excludes_zero else ""
+    return f"{fixed(est.value, sign='+')} {format_interval(*est.interval, digits=3)}{mark}"
 
 
 def row_names(runs: Sequence[Mapping[str, Any]]) -> list[str]:
     """Row names in the order they first appear."""
-    names: list[str] = []
-    for run in runs:
-        if run["name"] not in names:
-            names.append(run["name"])
-    return names
+    return list(dict.fromkeys(run["name"] for run in runs))
 
 
 def main_row(runs: Sequence[Mapping[str, Any]], preferred: str | None = None) -> str | None:
@@ -81,37 +87,142 @@ def _fold_label(fold: int | None) -> str:
     return "official" if fold is None else f"Fold {fold}"
 
 
-def build_tables(runs: Sequence[Mapping[str, Any]], *, main: str | None = None) -> dict[str, Any]:
-    """Table 1 and Table 2 as plain data: headers, rows of cells, and the numbers behind them."""
+def row_label(numbers: ReportNumbers, row: str) -> str:
+    """The row's name, marked when any of its runs was selected on the reported frames."""
+    return f"{row} {SELECTED_ON_REPORTED}" if "validation" in numbers.row_selection(row) else row
+
+
+def _reference_label(task: str, name: str) -> str:
+    # The best constant class is picked on the scored frames: selected on the reported frames too.
+    return REFERENCE_NAMES[(task, name)] + (f" {SELECTED_ON_REPORTED}" if (task, name) == ("expr", "constant") else "")
+
+
+def build_tables(runs: Sequence[Mapping[str, Any]], *, main: str | None = None,
+                 numbers: ReportNumbers | None = None) -> dict[str, Any]:
+    """Tables 1-3 as plain data: headers, rows of cells, and the numbers behind them."""
     main = main_row(runs, main)
-    folds = sorted({run["fold"] for run in runs}, key=lambda f: -1 if f is None else f)
-    table1_rows = []
-    for task, metric, title in TABLE1_METRICS:
-        per_fold = metric_values(runs, main, task, metric) if main else {}
-        if not per_fold:
-            continue
-        cells = [f"{per_fold[f]:.4f}" if f in per_fold else "—" for f in folds]
-        table1_rows.append({"metric": title, "task": task, "key": metric, "values": {
-            str(f): per_fold[f] for f in folds if f in per_fold}, "cells": [title, *cells,
-                                                                           format_cell(list(per_fold.values()))]})
+    numbers = numbers or ReportNumbers(runs, main=main)
+    folds = numbers.folds()
     tasks_present = {run["task"] for run in runs}
+    table1_rows, table1_refs = [], []
+    for task, metric, title in TABLE1_METRICS:
+        per_fold = {f: numbers.cell(main, task, metric, f) for f in folds} if main else {}
+        if not any(per_fold.values()):
+            continue
+        overall = numbers.cell(main, task, metric)
+        table1_rows.append({"metric": title, "task": task, "key": metric,
+                            "values": {str(f): c.to_dict() for f, c in per_fold.items() if c},
+                            "all": overall.to_dict(),
+                            "cells": [title, *(format_cell(per_fold[f]) for f in folds), format_cell(overall)]})
+        for name in REFERENCES:
+            ref_all = numbers.reference_cell(name, task, metric)
+            if ref_all is None:
+                continue
+            label = f"{title} ref: {_reference_label(task, name)}"
+            ref_folds = {f: numbers.reference_cell(name, task, metric, f) for f in folds}
+            table1_refs.append({"metric": label, "task": task, "key": metric, "reference": name,
+                                "values": {str(f): c.to_dict() for f, c in ref_folds.items() if c},
+                                "all": ref_all.to_dict(),
+                                "cells": [label, *(format_cell(ref_folds[f]) for f in folds), format_cell(ref_all)]})
     columns = [c for c in TABLE2_COLUMNS if c[0] in tasks_present]
-    table2_rows = []
-    for name in row_names(runs):
-        cells, numbers = [name], {}
+    table2_rows, table3_rows = [], []
+    for name in numbers.rows():
+        cells, values, diff_cells, diffs = [row_label(numbers, name)], {}, [row_label(numbers, name)], {}
         for task, metric, title in columns:
-            values = list(metric_values(runs, name, task, metric).values())
-            cells.append(format_cell(values, expected=len(folds)))
-            if values:
-                mean, std = _mean_std(values)
-                numbers[title] = {"mean": mean, "std": std, "folds": len(values)}
-        table2_rows.append({"row": name, "values": numbers, "cells": cells})
+            cell = numbers.cell(name, task, metric)
+            found = numbers.difference(name, task, metric)
+            cells.append(format_cell(cell, mark=f" {SIGNIFICANT}" if found and found[0].excludes_zero else ""))
+            diff_cells.append(format_difference(found))
+            if cell:
+                values[title] = cell.to_dict()
+            if found:
+                est, pairs = found
+                diffs[title] = {"difference": est.value, "low": est.low, "high": est.high, "pairs": pairs,
+                                "excludes_zero": est.excludes_zero}
+        table2_rows.append({"row": name, "select": numbers.row_selection(name), "values": values, "cells": cells})
+        if name != main:
+            table3_rows.append({"row": name, "values": diffs, "cells": diff_cells})
+    table2_refs = []
+    for ref in REFERENCES:
+        cells, values = [f"ref: {ref}"], {}
+        for task, metric, title in columns:
+            cell = numbers.reference_cell(ref, task, metric)
+            cells.append(format_cell(cell))
+            if cell:
+                values[title] = {**cell.to_dict(), "predicts": REFERENCE_NAMES[(task, ref)]}
+        if values:
+            table2_refs.append({"row": f"ref: {ref}", "values": values, "cells": cells})
     return {
         "main_row": main,
+        "main_label": row_label(numbers, main) if main else None,
         "folds": folds,
-        "table1": {"header": ["Metric", *(_fold_label(f) for f in folds), "Mean ± std"], "rows": table1_rows},
-        "table2": {"header": ["Method", *(c[2] for c in columns)], "rows": table2_rows},
+        "table1": {"header": ["Metric", *(_fold_label(f) for f in folds), "All runs"], "rows": table1_rows,
+                   "references": table1_refs},
+        "table2": {"header": ["Method", *(c[2] for c in columns)], "rows": table2_rows, "references": table2_refs},
+        "table3": {"header": [f"Method - {main}", *(f"Δ{c[2]}" for c in columns)], "rows": table3_rows},
     }
+
+
+def legend(numbers: ReportNumbers) -> list[str]:
+    """How to read the tables, one bullet each."""
+    s = numbers.settings
+    return [
+        f"`0.412 [0.35, 0.47]`: the value and its 95 % interval, a cluster bootstrap over the validation videos "
+        f"({s.draws} draws, seed {s.seed}): the frames of a video are resampled together, and `<name>_left` / "
+        f"`<name>_right` count as one video. It covers which videos were validated on, the trained models held fixed.",
+        "`± 0.031 n=3`: a cell over n runs (folds × seeds) shows their mean and population std; its interval is "
+        "that of the mean, each run resampled with its own fold's draws. `n=1` is one run: no std, its interval.",
+        "`ref:` rows: label-only references scored on the same frames, built from each fold's training labels. "
+        "constant: the training mean (VA; the CCC of a constant is 0), the best single class (Expr; chosen on the "
+        "reported frames) and every AU on (AU). prior: predictions drawn from the training class / AU frequencies "
+        "(the F1 of the expected confusion counts).",
+        f"`{SIGNIFICANT}`: the row's paired difference from `{numbers.main}` (Table 3: same frames, same draws) has "
+        "a 95 % interval that excludes 0.",
+        f"`{SELECTED_ON_REPORTED}`: selected on the reported frames (`train.select: validation`, the default when a "
+        "config has no `train.select`): the epoch kept was chosen on the very frames the table scores, which "
+        "flatters the number.",
+        "A value without brackets comes from a run whose per-frame predictions are missing: no interval.",
+    ]
+
+
+def _wrapped_table(rows: Sequence[Sequence[str]], header: Sequence[str], width: int = TERMINAL_WIDTH) -> str:
+    """format_table, split into column groups (the first column repeated) when it would pass `width`."""
+    groups: list[list[int]] = [[]]
+    for i in range(1, len(header)):
+        candidate = [0, *groups[-1], i]
+        text = format_table([tuple(r[j] for j in candidate) for r in rows], tuple(header[j] for j in candidate))
+        if groups[-1] and max(len(line) for line in text.splitlines()) > width:
+            groups.append([i])
+        else:
+            groups[-1].append(i)
+    return "\n\n".join(format_table([tuple(r[j] for j in [0, *g]) for r in rows], tuple(header[j] for j in [0, *g]))
+                       for g in groups)
+
+
+def _all_rows(table: Mapping[str, Any]) -> list[list[str]]:
+    return [r["cells"] for r in table["rows"]] + [r["cells"] for r in table.get("references", [])]
+
+
+def _titles(tables: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        "table1": f"Table 1: {tables['main_label']} per fold (validation), references below",
+        "table2": "Table 2: rows x tasks, mean ± std over runs, 95 % interval, n runs (VA: mean of valence and "
+                  "arousal CCC)",
+        "table3": f"Table 3: paired difference from {tables['main_label']} (same frames, same draws), 95 % interval",
+    }
+
+
+def render_text(tables: Mapping[str, Any], *, title: str) -> str:
+    """The tables as terminal text (column groups when wider than 120 characters)."""
+    titles = _titles(tables)
+    parts = [title, ""]
+    for key in ("table1", "table2", "table3"):
+        table = tables[key]
+        if table["rows"]:
+            parts += [titles[key], _wrapped_table(_all_rows(table), table["header"]), ""]
+    parts.append(f"{SIGNIFICANT} difference from {tables['main_row']} excludes 0; {SELECTED_ON_REPORTED} selected on "
+                 "the reported frames; legend in report.md")
+    return "\n".join(parts)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -121,30 +232,17 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(out)
 
 
-def render_text(tables: Mapping[str, Any], *, title: str) -> str:
-    """Both tables as terminal text."""
-    t1, t2 = tables["table1"], tables["table2"]
-    parts = [title, ""]
-    if t1["rows"]:
-        parts += [f"Table 1: {tables['main_row']} per fold (validation)",
-                  format_table([tuple(r["cells"]) for r in t1["rows"]], tuple(t1["header"])), ""]
-    parts += ["Table 2: rows x tasks, mean ± std over folds (VA: mean of valence and arousal CCC)",
-              format_table([tuple(r["cells"]) for r in t2["rows"]], tuple(t2["header"]))]
-    return "\n".join(parts)
-
-
-def render_markdown(tables: Mapping[str, Any], *, title: str, plots: Sequence[str] = (),
-                    notes: Sequence[str] = ()) -> str:
-    """The report as Markdown: both tables, notes, and links to the plots."""
-    t1, t2 = tables["table1"], tables["table2"]
+def render_markdown(tables: Mapping[str, Any], *, title: str, legend_lines: Sequence[str] = (),
+                    plots: Sequence[str] = (), notes: Sequence[str] = ()) -> str:
+    """The report as Markdown: how to read it, the tables, notes, and links to the plots."""
+    titles = _titles(tables)
     parts = [f"# {title}", ""]
-    if t1["rows"]:
-        parts += [f"## Table 1: `{tables['main_row']}` per fold (validation)", "",
-                  markdown_table(t1["header"], [r["cells"] for r in t1["rows"]]), ""]
-    parts += ["## Table 2: rows x tasks, mean ± std over folds", "",
-              "VA is the mean of the valence and arousal CCC; Expr is the macro F1 over 8 classes; AU is the "
-              "mean F1 over 12 action units.", "", markdown_table(t2["header"], [r["cells"] for r in t2["rows"]]),
-              ""]
+    if legend_lines:
+        parts += ["## How to read the tables", "", *(f"- {line}" for line in legend_lines), ""]
+    for key in ("table1", "table2", "table3"):
+        table = tables[key]
+        if table["rows"]:
+            parts += [f"## {titles[key]}", "", markdown_table(table["header"], _all_rows(table)), ""]
     if notes:
         parts += ["## Notes", "", *(f"- {n}" for n in notes), ""]
     if plots:
@@ -152,42 +250,68 @@ def render_markdown(tables: Mapping[str, Any], *, title: str, plots: Sequence[st
     return "\n".join(parts)
 
 
-def long_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One line per (row, task, fold, metric) of every run with final metrics."""
+CSV_FIELDS = ["kind", "row", "task", "fold", "seed", "metric", "value", "ci_low", "ci_high"]
+
+
+def long_rows(numbers: ReportNumbers) -> list[dict[str, Any]]:
+    """report.csv: every run metric (rescored ones with their interval), every reference and every difference."""
     out = []
-    for run in runs:
-        for metric, value in sorted((run.get("metrics") or {}).items()):
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                out.append({"row": run["name"], "task": run["task"],
-                            "fold": "official" if run["fold"] is None else run["fold"],
-                            "metric": metric, "value": value})
+    for s in numbers.scores:
+        fold = "official" if s.fold is None else s.fold
+        for metric, value in sorted((s.run.get("metrics") or {}).items()):
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                continue
+            est = s.estimates.get(metric)
+            out.append({"kind": "run", "row": s.row, "task": s.task, "fold": fold, "seed": s.seed, "metric": metric,
+                        "value": s.values.get(metric, value), "ci_low": est.low if est else "",
+                        "ci_high": est.high if est else ""})
+    for ref in numbers.references_json():
+        out.append({"kind": "reference", "row": f"ref: {ref['reference']}", "task": ref["task"], "fold": ref["fold"],
+                    "seed": "", "metric": ref["metric"], "value": ref["value"], "ci_low": ref["low"],
+                    "ci_high": ref["high"]})
+    for diff in numbers.differences_json():
+        out.append({"kind": "difference", "row": diff["row"], "task": diff["task"], "fold": diff["fold"], "seed": "",
+                    "metric": diff["metric"], "value": diff["difference"], "ci_low": diff["low"],
+                    "ci_high": diff["high"]})
     return out
 
 
 def write_report(runs: Sequence[Mapping[str, Any]], out_dir: str | Path, *, title: str, main: str | None = None,
-                 plots: bool = True, notes: Sequence[str] = (), echo: bool = True) -> dict[str, Any]:
+                 plots: bool = True, notes: Sequence[str] = (), echo: bool = True,
+                 bootstrap: BootstrapSettings | None = None) -> dict[str, Any]:
     """Print the tables (when `echo`) and write report.md/.csv/.json and the plots into `out_dir`."""
     from affbench.train.run_dir import write_json, write_text_atomic
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tables = build_tables(runs, main=main)
+    main = main_row(runs, main)
+    numbers = ReportNumbers(runs, main=main, settings=bootstrap)
+    tables = build_tables(runs, main=main, numbers=numbers)
+    notes = [*notes, *numbers.notes]
     plot_files: list[str] = []
     if plots:
         from affbench.plots import write_plots
 
-        plot_files = [str(p.relative_to(out_dir)) for p in write_plots(runs, out_dir / "plots",
-                                                                       main=tables["main_row"])]
+        plot_files = [str(p.relative_to(out_dir)) for p in write_plots(runs, out_dir / "plots", main=main,
+                                                                       numbers=numbers)]
     text = render_text(tables, title=title)
     if echo:
         print(text)
-    write_text_atomic(out_dir / "report.md", render_markdown(tables, title=title, plots=plot_files, notes=notes))
+    write_text_atomic(out_dir / "report.md", render_markdown(tables, title=title, legend_lines=legend(numbers),
+                                                             plots=plot_files, notes=notes))
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["row", "task", "fold", "metric", "value"], lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(long_rows(runs))
+    writer.writerows(long_rows(numbers))
     write_text_atomic(out_dir / "report.csv", buffer.getvalue())
-    report = {"title": title, **tables, "plots": plot_files, "notes": list(notes),
-              "runs": [{k: run.get(k) for k in ("name", "task", "fold", "metrics", "run_dir")} for run in runs]}
+    report = {
+        "title": title, **tables, "bootstrap": numbers.settings.to_dict(), "metrics": TASK_METRICS,
+        "values": numbers.values_json(), "references": numbers.references_json(),
+        "differences": numbers.differences_json(),
+        "selection": {row: numbers.row_selection(row) for row in numbers.rows()},
+        "legend": legend(numbers), "plots": plot_files, "notes": list(notes),
+        "runs": [{**{k: run.get(k) for k in ("name", "task", "fold", "seed", "metrics", "run_dir")},
+                  "select": selection_mode(run)} for run in runs],
+    }
     write_json(out_dir / "report.json", json.loads(json.dumps(report, default=str)))
     return report

@@ -7,10 +7,13 @@ A suite file (YAML)::
     folds: 5                                            # run folds 0..4 (or a list such as [0, 2], or "all")
     main: ours                                          # optional: the row Table 1 shows (default "ours")
     overrides: {train.epochs: 2}                        # optional: dotted keys applied to every config
+    seeds: [0, 1, 2]                                    # optional: every run once per seed (train.seed and
+                                                        # finetune.seed), in OUT/seed<s>/...
+    bootstrap: {draws: 1000, seed: 0}                   # optional: the report's cluster bootstrap
 
-``run_suite`` trains every (config, fold) whose run directory lacks final metrics (``metrics.json``) or was
-written by a different resolved config, skips the others unless ``force``, and writes ``suite.json`` (every run's resolved config, seed, plugin versions,
-data provenance, metrics and timings) and the report. One fine-tune and one extraction per backbone and fold
+``run_suite`` trains every (config, fold, seed) whose run directory lacks final metrics (``metrics.json``) or was
+written by a different resolved config, skips the others unless ``force``, and writes ``suite.json`` (every run's
+resolved config, seed, plugin versions, data provenance, metrics and timings) and the report. One fine-tune and one extraction per backbone and fold
 serve every row that needs them: the stages are content-addressed (see affbench.train.feature_cache).
 """
 
@@ -30,7 +33,10 @@ import yaml
 
 import affbench
 
-SUITE_KEYS = ("name", "configs", "folds", "main", "overrides", "description")
+SUITE_KEYS = ("name", "configs", "folds", "main", "overrides", "seeds", "bootstrap", "description")
+BOOTSTRAP_KEYS = ("draws", "seed")
+# A suite seed replicates the whole pipeline: stage 1's seed follows stage 3's, the folds and the data do not.
+SEED_KEYS = ("train.seed", "finetune.seed")
 DATA_CHOICES = ("synthaffect", "affwild2")
 SUITE_FILE_NAMES = ("suite.yaml", "suite.yml")
 # Built-in suite name -> its SynthAffect-scaled suite file (relative to the configs root).
@@ -51,6 +57,8 @@ class Suite:
     folds: int | list[int] | str
     main: str | None = None
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    seeds: list[int] | None = None  # None: each config's own train.seed, run folders without a seed level
+    bootstrap: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def configs_root() -> Path:
@@ -92,7 +100,35 @@ def load_suite(path: str | Path) -> Suite:
         raise SuiteError(f"{path}: overrides: expected a mapping of dotted keys, got {overrides!r}")
     folds = data.get("folds", "all")
     parse_folds(folds, 1000, where=f"{path}: folds")  # validate the form now; the range is checked per config
-    return Suite(str(data.get("name") or path.stem), path, configs, folds, data.get("main"), dict(overrides))
+    return Suite(str(data.get("name") or path.stem), path, configs, folds, data.get("main"), dict(overrides),
+                 _parse_seeds(data.get("seeds"), path), _parse_bootstrap(data.get("bootstrap"), path))
+
+
+def _parse_seeds(seeds: Any, path: Path) -> list[int] | None:
+    if seeds is None:
+        return None
+    if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+        raise SuiteError(f"{path}: seeds: expected a non-empty list of distinct integers >= 0 such as [0, 1, 2], "
+                         f"got {seeds!r}")
+    return list(seeds)
+
+
+def _parse_bootstrap(options: Any, path: Path) -> dict[str, int]:
+    from affbench.report_numbers import BootstrapSettings
+
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise SuiteError(f"{path}: bootstrap: expected a mapping with keys {', '.join(BOOTSTRAP_KEYS)}, got {options!r}")
+    unknown = sorted(set(options) - set(BOOTSTRAP_KEYS))
+    if unknown:
+        raise SuiteError(f"{path}: bootstrap: unknown key '{unknown[0]}'; accepted: {', '.join(BOOTSTRAP_KEYS)}")
+    try:
+        BootstrapSettings(**options)
+    except ValueError as exc:
+        raise SuiteError(f"{path}: {exc}") from None
+    return dict(options)
 
 
 def builtin_suite_path(name: str, data: str | None) -> Path:
@@ -170,17 +206,30 @@ def data_overrides(data: str | None, root: str | Path | None) -> dict[str, Any]:
 
 
 def plan_runs(suite: Suite, *, folds: str | None = None, overrides: Mapping[str, Any] | None = None
-              ) -> list[tuple[Any, int]]:
-    """(resolved config, fold) pairs in run order: fold by fold, configs in suite order."""
+              ) -> list[tuple[Any, int, int | None]]:
+    """(resolved config, fold, suite seed or None) in run order: fold by fold, seed by seed, configs in suite order.
+
+    A suite seed sets ``train.seed`` and ``finetune.seed`` of every config (over any override).
+    """
     from affbench.train.config import load_config
 
-    configs = [load_config(p, {**suite.overrides, **(overrides or {})}) for p in suite.configs]
-    pairs = []
+    seeds: list[int | None] = list(suite.seeds) if suite.seeds else [None]
+    configs = {seed: [load_config(p, {**suite.overrides, **(overrides or {}),
+                                      **({k: seed for k in SEED_KEYS} if seed is not None else {})})
+                      for p in suite.configs] for seed in seeds}
     per_config = [parse_folds(folds if folds is not None else suite.folds, int(c["data"]["folds"]),
-                              where="--folds" if folds is not None else f"{suite.path}: folds") for c in configs]
+                              where="--folds" if folds is not None else f"{suite.path}: folds")
+                  for c in configs[seeds[0]]]
+    planned = []
     for fold in sorted({f for fs in per_config for f in fs}):
-        pairs += [(c, fold) for c, fs in zip(configs, per_config, strict=True) if fold in fs]
-    return pairs
+        for seed in seeds:
+            planned += [(c, fold, seed) for c, fs in zip(configs[seed], per_config, strict=True) if fold in fs]
+    return planned
+
+
+def seed_out_dir(out_dir: str | Path, seed: int | None) -> Path:
+    """Where a suite seed's runs go: ``OUT/seed<s>`` (``OUT`` itself for a suite without seeds)."""
+    return Path(out_dir) if seed is None else Path(out_dir) / f"seed{seed}"
 
 
 def _run_record(config: Any, fold: int, run_dir: Path, metrics: Mapping[str, Any] | None, *, status: str,
@@ -217,11 +266,13 @@ def run_suite(suite: Suite, out_dir: str | Path, *, folds: str | None = None, da
 
     out_dir = Path(out_dir)
     started = time.time()
-    pairs = plan_runs(suite, folds=folds, overrides=data_overrides(data, root))
+    planned = plan_runs(suite, folds=folds, overrides=data_overrides(data, root))
     runs: list[dict[str, Any]] = []
-    for i, (config, fold) in enumerate(pairs):
-        run_dir = run_dir_path(out_dir, config, fold)
-        label = f"[{i + 1}/{len(pairs)}] {config['task']['name']}/{config['name']} fold {fold}"
+    for i, (config, fold, seed) in enumerate(planned):
+        run_out = seed_out_dir(out_dir, seed)
+        run_dir = run_dir_path(run_out, config, fold)
+        label = (f"[{i + 1}/{len(planned)}] {config['task']['name']}/{config['name']} fold {fold}"
+                 f"{'' if seed is None else f' seed {seed}'}")
         metrics_path = run_dir / "metrics.json"
         same_config = _same_config(run_dir, config)
         if metrics_path.is_file() and same_config and not force:
@@ -238,7 +289,7 @@ def run_suite(suite: Suite, out_dir: str | Path, *, folds: str | None = None, da
         window_data = prepare_window_shards(config, fold=fold, quiet=quiet)
         t1 = time.perf_counter()
         # A run directory left by another config is retrained from scratch, never resumed or reported.
-        metrics = train(config, fold=fold, out_dir=out_dir, resume=same_config and not force, quiet=quiet,
+        metrics = train(config, fold=fold, out_dir=run_out, resume=same_config and not force, quiet=quiet,
                         data=window_data)
         t2 = time.perf_counter()
         seconds = {"stages_1_2": round(t1 - t0, 3), "train": round(t2 - t1, 3)}
@@ -255,7 +306,9 @@ def run_suite(suite: Suite, out_dir: str | Path, *, folds: str | None = None, da
         "suite": suite.name,
         "suite_file": str(suite.path),
         "configs": [str(p) for p in suite.configs],
-        "folds": sorted({fold for _, fold in pairs}),
+        "folds": sorted({fold for _, fold, _ in planned}),
+        "seeds": suite.seeds,
+        "bootstrap": _bootstrap_settings(suite).to_dict(),
         "data": {"choice": data or "synthaffect (suite configs)", "root": None if root is None else str(root),
                  "datasets": _datasets(runs)},
         "overrides": {**suite.overrides, **data_overrides(data, root)},
@@ -269,12 +322,19 @@ def run_suite(suite: Suite, out_dir: str | Path, *, folds: str | None = None, da
     if report:
         from affbench.report import write_report
 
-        notes = [f"suite '{suite.name}' from {suite.path}; folds {record['folds']}; {len(runs)} runs "
+        seeds = f"seeds {suite.seeds}" if suite.seeds else "each config's own seed"
+        notes = [f"suite '{suite.name}' from {suite.path}; folds {record['folds']}; {seeds}; {len(runs)} runs "
                  f"({sum(r['status'] == 'trained' for r in runs)} trained now) in {record['seconds']:.0f} s",
                  "numbers are whatever the models reached on this data; nothing is tuned to match the paper"]
         write_report(runs, out_dir, title=f"affbench suite: {suite.name}", main=suite.main, plots=plots,
-                     notes=notes, echo=echo)
+                     notes=notes, echo=echo, bootstrap=_bootstrap_settings(suite))
     return record
+
+
+def _bootstrap_settings(suite: Suite):
+    from affbench.report_numbers import BootstrapSettings
+
+    return BootstrapSettings(**suite.bootstrap)
 
 
 def _same_config(run_dir: Path, config: Any) -> bool:

@@ -188,7 +188,7 @@ class ExprTask(AffectTask):
         return _back(p.argmax(-1), was_numpy)
 
     def metrics(self, values: Any, target: Any, valid: Any = None) -> dict[str, float]:
-        """Macro F1 over the 8 classes (ABAW EXPR score) and accuracy, over valid rows."""
+        """Macro F1 over all 8 classes, absent ones counting 0 (ABAW EXPR score), and accuracy, over valid rows."""
         v, t = self._metric_rows(values, target, valid)
         return {"f1": abaw.expr_f1(v[:, 0], t[:, 0]), "accuracy": float(np.mean(v[:, 0] == t[:, 0]))}
 

@@ -23,7 +23,7 @@ def va_score():
 
 
 def expr_f1():
-    """Macro F1 over the 8 expression classes (ABAW EXPR score)."""
+    """Macro F1 over all 8 expression classes, absent ones counting 0 (ABAW EXPR score)."""
     from affbench.metrics import expr_f1 as fn
 
     return fn

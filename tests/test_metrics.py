@@ -85,19 +85,46 @@ def test_va_score_columns_and_mean():
         va_score(pred[:, :1], target[:, :1])
 
 
+def sklearn_expr_f1(target, pred):
+    return f1_score(target, pred, labels=range(8), average="macro", zero_division=0)
+
+
 def test_expr_f1_equals_sklearn_macro_including_never_predicted_class():
     rng = np.random.default_rng(2)
     target = rng.integers(0, 8, 400)
     pred = np.where(rng.random(400) < 0.6, target, rng.integers(0, 8, 400))
     pred[pred == 3] = 0  # class 3 is never predicted
-    assert expr_f1(pred, target) == pytest.approx(f1_score(target, pred, average="macro"))
+    assert expr_f1(pred, target) == pytest.approx(sklearn_expr_f1(target, pred), abs=1e-12)
     assert expr_f1(torch.from_numpy(pred), torch.from_numpy(target)) == pytest.approx(
-        f1_score(target, pred, average="macro")
+        sklearn_expr_f1(target, pred), abs=1e-12
     )
 
 
+def test_expr_f1_averages_over_all_eight_classes_when_a_class_never_occurs():
+    rng = np.random.default_rng(5)
+    target = rng.choice([0, 1, 2, 4, 5, 6], 300)  # classes 3 and 7 never occur in the target ...
+    pred = np.where(rng.random(300) < 0.5, target, rng.choice([0, 1, 2, 4, 5, 6, 7], 300))  # ... 7 is predicted
+    expected = sklearn_expr_f1(target, pred)
+    assert expr_f1(pred, target) == pytest.approx(expected, abs=1e-12)
+    # Averaging over the classes present only (sklearn's default labels) gives a different, larger number.
+    assert expr_f1(pred, target) < f1_score(target, pred, average="macro", zero_division=0) - 1e-3
+    # Hand check: everything right on two classes out of eight scores 2/8.
+    assert expr_f1([0, 0, 5], [0, 0, 5]) == pytest.approx(2 / 8)
+
+
+def test_sufficient_statistics_add_up_over_parts():
+    rng = np.random.default_rng(6)
+    x, y = rng.uniform(-1, 1, 120), rng.uniform(-1, 1, 120)
+    parts = metrics.ccc_sums(x[:50], y[:50]) + metrics.ccc_sums(x[50:], y[50:])
+    assert float(metrics.ccc_from_sums(parts)) == pytest.approx(ccc(x, y), abs=1e-12)
+    assert float(metrics.ccc_from_sums(np.zeros(6))) == 0.0  # no frame at all: 0, not NaN
+    p, t = rng.integers(0, 8, 120), rng.integers(0, 8, 120)
+    counts = metrics.class_counts(p[:70], t[:70], 8) + metrics.class_counts(p[70:], t[70:], 8)
+    assert float(metrics.f1_from_counts(counts).mean()) == pytest.approx(sklearn_expr_f1(t, p), abs=1e-12)
+
+
 def test_expr_f1_single_frame_and_bad_labels():
-    assert expr_f1([4], [4]) == 1.0
+    assert expr_f1([4], [4]) == 1 / 8  # one class right, seven absent classes count 0
     assert expr_f1([4], [2]) == 0.0
     with pytest.raises(MetricInputError, match=r"0\.\.7"):
         expr_f1([8], [1])

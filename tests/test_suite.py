@@ -65,17 +65,30 @@ def test_suite_runs_a_third_party_backbone_through_every_stage(home, synth_root,
     finetunes = [p for p in (home / "cache" / "finetune").iterdir() if (p / "manifest.json").is_file()]
     assert len(finetunes) == 2
 
-    # Report files with the right rows and columns.
+    # Report files with the right rows and columns; today's runs select on the validation frames (†).
     md = (out / "report.md").read_text()
-    assert "| Method | VA | Expr |" in md and "| ours |" in md and "| wo_finetune |" in md
+    assert "| Method | VA | Expr |" in md and "| ours † |" in md and "| wo_finetune † |" in md
+    assert "| ref: constant |" in md and "| ref: prior |" in md
     with open(out / "report.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert {(r["row"], r["task"]) for r in rows} == {("ours", "va"), ("wo_finetune", "va"), ("ours", "expr")}
+    assert {(r["row"], r["task"]) for r in rows if r["kind"] == "run"} == {("ours", "va"), ("wo_finetune", "va"),
+                                                                          ("ours", "expr")}
     report = json.loads((out / "report.json").read_text())
     assert [r["row"] for r in report["table2"]["rows"]] == ["ours", "wo_finetune"]
     assert [r["metric"] for r in report["table1"]["rows"]] == ["Valence CCC", "Arousal CCC", "Expr F1"]
+    # Every value has its interval, rescored from the run's predictions to its own metrics.json value.
+    assert report["bootstrap"]["draws"] == 1000 and report["bootstrap"]["seed"] == 0
+    scored = [v for v in report["values"] if v["metric"] in ("valence", "arousal", "mean", "f1")]
+    assert len(scored) == 3 + 3 + 1
+    for value in scored:
+        assert value["low"] <= value["value"] <= value["high"] and value["select"] == "validation"
+        assert value["value"] == pytest.approx(value["metrics_json"], abs=1e-4)
+    assert any(v["clusters"] < v["videos"] for v in scored)  # the _left/_right tracks of a video: one cluster
+    assert {(r["task"], r["reference"]) for r in report["references"]} == {
+        ("va", "constant"), ("expr", "constant"), ("expr", "prior")}
+    assert any(d["row"] == "wo_finetune" and d["fold"] == "all" for d in report["differences"])
     plots = {p.name for p in (out / "plots").glob("*.png")}
-    assert {"va_traces.png", "expr_confusion.png", "training_curves.png"} <= plots
+    assert {"va_traces.png", "expr_confusion.png", "training_curves.png", "intervals.png"} <= plots
     assert all((out / "plots" / p).stat().st_size > 1000 for p in plots)
 
     # A second run (through the CLI) skips every finished row and recomputes nothing.
@@ -93,6 +106,21 @@ def test_suite_runs_a_third_party_backbone_through_every_stage(home, synth_root,
     assert [r["status"] for r in changed["runs"]] == ["skipped (has metrics.json)", "trained",
                                                       "skipped (has metrics.json)"]
     assert forwards() == before  # stage 3 only: the features are cached
+
+
+def test_suite_seeds_are_a_dimension_of_runs_and_cells(home, synth_root, tmp_path):
+    (tmp_path / "va.yaml").write_text(to_yaml(tiny_config(synth_root, finetune={"enabled": False})))
+    (tmp_path / "seeds.yaml").write_text("name: seeds\nfolds: [0]\nseeds: [0, 1]\nconfigs: [va.yaml]\n"
+                                         "bootstrap: {draws: 200, seed: 3}\n")
+    out = tmp_path / "out"
+    record = run_suite(load_suite(tmp_path / "seeds.yaml"), out, quiet=True, plots=False, echo=False)
+    assert [(r["seed"], r["config"]["finetune"]["seed"]) for r in record["runs"]] == [(0, 0), (1, 1)]
+    assert all((out / f"seed{s}" / "va" / "ours" / "fold0" / "metrics.json").is_file() for s in (0, 1))
+    report = json.loads((out / "report.json").read_text())
+    assert report["bootstrap"]["draws"] == 200 and report["bootstrap"]["seed"] == 3
+    assert sorted(v["seed"] for v in report["values"] if v["metric"] == "mean") == [0, 1]
+    cell = report["table2"]["rows"][0]
+    assert cell["values"]["VA"]["n"] == 2 and " ± " in cell["cells"][1] and cell["cells"][1].endswith("n=2")
 
 
 def test_parse_folds():
@@ -127,11 +155,16 @@ def test_data_overrides():
         data_overrides(None, "/x")
 
 
-def test_suite_file_errors_name_the_file(tmp_path):
+@pytest.mark.parametrize(("text", "message"), [
+    ("configs: [missing.yaml]", r"s\.yaml: configs: 'missing.yaml' matches no file"),
+    ("config: [a.yaml]", "unknown key 'config'"),
+    ("configs: [a.yaml]\nseeds: [0, 0]", r"s\.yaml: seeds: expected a non-empty list of distinct integers"),
+    ("configs: [a.yaml]\nbootstrap: {draws: 0}", r"s\.yaml: bootstrap.draws: expected an integer >= 1"),
+    ("configs: [a.yaml]\nbootstrap: {samples: 10}", "bootstrap: unknown key 'samples'; accepted: draws, seed"),
+])
+def test_suite_file_errors_name_the_file(tmp_path, text, message):
+    (tmp_path / "a.yaml").write_text("name: a\n")
     bad = tmp_path / "s.yaml"
-    bad.write_text("name: s\nconfigs: [missing.yaml]\n")
-    with pytest.raises(SuiteError, match=r"s\.yaml: configs: 'missing.yaml' matches no file"):
-        load_suite(bad)
-    bad.write_text("name: s\nconfig: [a.yaml]\n")
-    with pytest.raises(SuiteError, match="unknown key 'config'"):
+    bad.write_text(f"name: s\n{text}\n")
+    with pytest.raises(SuiteError, match=message):
         load_suite(bad)

@@ -251,7 +251,12 @@ def _fmt(x: float, integer: bool) -> str:
 
 def write_predictions_csv(task: Any, outputs: VideoOutputs, values: Mapping[str, np.ndarray],
                           path: str | Path) -> Path:
-    """Per-frame predictions: video, frame, face, prediction column(s), probabilities (EXPR, AU)."""
+    """Per-frame predictions: video, frame, face, prediction column(s), probabilities (EXPR, AU), and the label
+    each frame is scored against: ``valid`` (1 = scored) and ``true_<column>`` (the annotation's value).
+
+    With the labels beside the predictions a run folder can be rescored (e.g. bootstrapped over videos) without
+    reopening the dataset.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     name = getattr(task, "name", "")
@@ -262,16 +267,20 @@ def write_predictions_csv(task: Any, outputs: VideoOutputs, values: Mapping[str,
     with open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         probs_header = [f"p_{c}" for c in label_names] if name in ("expr", "au") else []
-        writer.writerow(["video", "frame", "face", *pred_cols, *probs_header])
+        writer.writerow(["video", "frame", "face", *pred_cols, *probs_header, "valid",
+                         *(f"true_{c}" for c in pred_cols)])
         for video in sorted(values):
             vals = values[video]
             prob = task_probabilities(task, outputs.outputs[video]) if probs_header else None
             face = outputs.has_face.get(video)
+            labels, valid = outputs.labels.get(video), outputs.valid.get(video)
             for i in range(vals.shape[0]):
                 row = [video, i + 1, int(face[i]) if face is not None else ""]
                 row += [_fmt(x, integer) for x in vals[i]]
                 if prob is not None:
                     row += [f"{p:.6f}" for p in prob[i]]
+                row += [int(valid[i]) if valid is not None else ""]
+                row += [_fmt(x, integer) for x in labels[i]] if labels is not None else [""] * len(pred_cols)
                 writer.writerow(row)
     os.replace(tmp, path)
     return path
