@@ -534,10 +534,9 @@ def dump_resolved(config: Config | Mapping[str, Any], path: str | Path) -> Path:
                                                          else set()))
     header = "# affbench resolved config (every key; defaults filled in)\n"
     header += "".join(f"# from: {f}\n" for f in files)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(header + to_yaml(config), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    from affbench.train.run_dir import write_text_atomic
+
+    return write_text_atomic(path, header + to_yaml(config))
 
 
 def config_digest(config: Mapping[str, Any], sections: tuple[str, ...] | None = None) -> str:
