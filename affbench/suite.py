@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 import affbench
+from affbench.yaml_strict import load_unique
 
 SUITE_KEYS = ("name", "configs", "folds", "main", "overrides", "description")
 DATA_CHOICES = ("synthaffect", "affwild2")
@@ -70,9 +71,11 @@ def load_suite(path: str | Path) -> Suite:
     if not path.is_file():
         raise SuiteError(f"suite file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_unique(path.read_text(encoding="utf-8"), str(path)) or {}
     except yaml.YAMLError as exc:
         raise SuiteError(f"{path}: not valid YAML: {exc}") from None
+    except ValueError as exc:  # a duplicate key
+        raise SuiteError(str(exc)) from None
     if not isinstance(data, dict):
         raise SuiteError(f"{path}: a suite is a mapping with keys {', '.join(SUITE_KEYS)}")
     unknown = sorted(set(data) - set(SUITE_KEYS))
