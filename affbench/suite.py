@@ -214,45 +214,21 @@ def run_suite(suite: Suite, out_dir: str | Path, *, folds: str | None = None, da
 
     `quiet` silences progress; `echo` prints the report's tables.
     """
-    from affbench.train.pipeline import prepare_window_shards
+    from affbench.run_lock import run_folder_lock
     from affbench.train.run_dir import plugin_versions, run_dir_path, write_json
-    from affbench.train.trainer import train
 
     out_dir = Path(out_dir)
     started = time.time()
     pairs = plan_runs(suite, folds=folds, overrides=data_overrides(data, root))
+    preflight_suite(pairs, out_dir)
     runs: list[dict[str, Any]] = []
     for i, (config, fold) in enumerate(pairs):
         run_dir = run_dir_path(out_dir, config, fold)
         label = f"[{i + 1}/{len(pairs)}] {config['task']['name']}/{config['name']} fold {fold}"
-        metrics_path = run_dir / "metrics.json"
-        same_config = _same_config(run_dir, config)
-        if metrics_path.is_file() and same_config and not force:
-            metrics = _read_json(metrics_path)
-            provenance = _read_json(run_dir / "data_provenance.json")
-            runs.append(_run_record(config, fold, run_dir, metrics, status="skipped (has metrics.json)",
-                                    seconds={}, data_provenance=provenance.get("data", provenance)))
-            if not quiet:
-                print(f"{label}: done before, skipped ({metrics_path})", flush=True)
-            continue
-        if not quiet:
-            print(f"{label}: preparing window shards", flush=True)
-        t0 = time.perf_counter()
-        window_data = prepare_window_shards(config, fold=fold, quiet=quiet)
-        t1 = time.perf_counter()
-        # A run directory left by another config is retrained from scratch, never resumed or reported.
-        metrics = train(config, fold=fold, out_dir=out_dir, resume=same_config and not force, quiet=quiet,
-                        data=window_data)
-        t2 = time.perf_counter()
-        seconds = {"stages_1_2": round(t1 - t0, 3), "train": round(t2 - t1, 3)}
-        runs.append(_run_record(config, fold, run_dir, metrics, status="trained", seconds=seconds,
-                                data_provenance=window_data.provenance))
-        if not quiet:
-            primary = metrics.get("primary_metric")
-            value = (metrics.get("metrics") or {}).get(primary)
-            shown = f"{primary} {value:.4f}" if isinstance(value, float) else "no metric"
-            print(f"{label}: {shown} (stages 1-2 {seconds['stages_1_2']:.1f} s, train {seconds['train']:.1f} s)",
-                  flush=True)
+        # Another suite on this --out may be training the row: wait for it, then find its metrics.json.
+        with run_folder_lock(run_dir, wait=True):
+            row = _run_row(config, fold, run_dir, label, out_dir=out_dir, force=force, quiet=quiet)
+        runs.append(row)
 
     record = {
         "suite": suite.name,
@@ -278,6 +254,51 @@ def run_suite(suite: Suite, out_dir: str | Path, *, folds: str | None = None, da
         write_report(runs, out_dir, title=f"affbench suite: {suite.name}", main=suite.main, plots=plots,
                      notes=notes, echo=echo)
     return record
+
+
+def preflight_suite(pairs: Sequence[tuple[Any, int]], out_dir: Path) -> None:
+    """Before the first row: --out and the cache are writable, and every dataset the rows name opens."""
+    from affbench.preflight import check_run_folders
+    from affbench.train.stage_inputs import open_dataset
+
+    check_run_folders(out_dir)
+    for spec in {json.dumps(config["data"]["dataset"], sort_keys=True) for config, _ in pairs}:
+        open_dataset(json.loads(spec))  # built once per process: the rows reuse it
+
+
+def _run_row(config: Any, fold: int, run_dir: Path, label: str, *, out_dir: Path, force: bool,
+             quiet: bool) -> dict[str, Any]:
+    """Train one (config, fold) row, or skip it when its run folder holds final metrics of this config."""
+    from affbench.train.pipeline import prepare_window_shards
+    from affbench.train.trainer import train
+
+    metrics_path = run_dir / "metrics.json"
+    same_config = _same_config(run_dir, config)
+    if metrics_path.is_file() and same_config and not force:
+        metrics = _read_json(metrics_path)
+        provenance = _read_json(run_dir / "data_provenance.json")
+        if not quiet:
+            print(f"{label}: done before, skipped ({metrics_path})", flush=True)
+        return _run_record(config, fold, run_dir, metrics, status="skipped (has metrics.json)",
+                           seconds={}, data_provenance=provenance.get("data", provenance))
+    if not quiet:
+        print(f"{label}: preparing window shards", flush=True)
+    t0 = time.perf_counter()
+    window_data = prepare_window_shards(config, fold=fold, quiet=quiet)
+    t1 = time.perf_counter()
+    # A run directory left by another config is retrained from scratch, never resumed or reported.
+    metrics = train(config, fold=fold, out_dir=out_dir, resume=same_config and not force, quiet=quiet,
+                    data=window_data)
+    t2 = time.perf_counter()
+    seconds = {"stages_1_2": round(t1 - t0, 3), "train": round(t2 - t1, 3)}
+    if not quiet:
+        primary = metrics.get("primary_metric")
+        value = (metrics.get("metrics") or {}).get(primary)
+        shown = f"{primary} {value:.4f}" if isinstance(value, float) else "no metric"
+        print(f"{label}: {shown} (stages 1-2 {seconds['stages_1_2']:.1f} s, train {seconds['train']:.1f} s)",
+              flush=True)
+    return _run_record(config, fold, run_dir, metrics, status="trained", seconds=seconds,
+                       data_provenance=window_data.provenance)
 
 
 def _same_config(run_dir: Path, config: Any) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from affbench.data.label_checks import check_labels
 from affbench.data.records import VideoRecord
 from affbench.train import feature_cache as cache
 
@@ -83,6 +84,7 @@ def load_stage_inputs(config: Mapping[str, Any], fold: int | None) -> StageInput
     task = task_name(config)
     official_train = list(dataset.videos(task, "train"))
     official_val = list(dataset.videos(task, "validation"))
+    check_labels([*official_train, *official_val], task, component_spec(data["dataset"])["name"])
     if fold is None:
         train, validation = official_train, official_val
         info: dict[str, Any] = {"fold": None, "split": "official"}

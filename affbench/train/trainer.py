@@ -10,6 +10,7 @@ bitwise-identical resume needs: model, optimizer, scheduler, step, epoch, positi
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -22,6 +23,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from affbench.preflight import check_run_folders
+from affbench.run_lock import run_folder_lock
 from affbench.train import distributed as D
 from affbench.train.checkpoints import (
     CheckpointError,
@@ -161,7 +164,11 @@ def train(config: Config | Mapping[str, Any] | str | Path, *, fold: int | None =
     # train.threads is process-wide in torch: give the caller (a suite, a notebook) its setting back.
     threads_before = torch.get_num_threads()
     try:
-        return _train(config, fold=fold, out_dir=Path(out_dir), resume=resume, quiet=quiet, data=data, info=info)
+        check_run_folders(out_dir, cache=data is None)  # before stages 1-2, not after them
+        # One process per run folder: a second run of this row (another seed, another suite) is refused.
+        with run_folder_lock(run_dir_path(out_dir, config, fold)) if info.is_main else contextlib.nullcontext():
+            return _train(config, fold=fold, out_dir=Path(out_dir), resume=resume, quiet=quiet, data=data,
+                          info=info)
     finally:
         torch.set_num_threads(threads_before)
         if started_group and D.is_distributed():
