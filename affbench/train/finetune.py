@@ -84,6 +84,7 @@ def finetune_key(config: Mapping[str, Any], inputs: StageInputs, backbone: nn.Mo
         fold=inputs.fold_info,
         backbone=cache.backbone_identity(spec, backbone.weights_id, backbone.preprocess),
         options=options,
+        stamps=inputs.stamps_digest(inputs.train),  # a replaced training image trains new weights
     )
 
 
@@ -189,7 +190,7 @@ def finetune(config: Mapping[str, Any], *, fold: int | None, quiet: bool = False
         records, inputs.dataset, task=inputs.task, provenance=inputs.dataset_provenance,
         selection={"stage": "finetune", "fold": inputs.fold_info, "max_frames": ft["max_frames"],
                    "seed": int(ft["seed"])},
-        quiet=quiet,
+        stamps=inputs.stamps_digest(records), quiet=quiet,
     )
     device = _device()
     head = _new_head(int(backbone.out_dim), int(task.out_dim))

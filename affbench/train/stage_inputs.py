@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from affbench.data.image_stamps import record_stamps, stamps_digest
 from affbench.data.label_checks import check_labels
 from affbench.data.records import VideoRecord
 from affbench.train import feature_cache as cache
@@ -39,6 +40,11 @@ class StageInputs:
     train: list[VideoRecord]
     validation: list[VideoRecord]
     fold_info: dict
+    stamps: dict[str, np.ndarray]  # video -> stamps of its frames' images (affbench.data.image_stamps)
+
+    def stamps_digest(self, records: Sequence[VideoRecord]) -> str:
+        """Digest of the image stamps of `records`: part of every cache key built from their images."""
+        return stamps_digest(self.stamps, [r.video for r in records])
 
     @property
     def records(self) -> list[VideoRecord]:
@@ -98,7 +104,8 @@ def load_stage_inputs(config: Mapping[str, Any], fold: int | None) -> StageInput
         info = {"fold": fold, "k": k, "seed": int(data["fold_seed"])}
     info["train"] = [r.video for r in train]
     info["validation"] = [r.video for r in validation]
-    return StageInputs(dataset, dataset_provenance(dataset), task, fold, train, validation, info)
+    stamps = record_stamps(dataset.image_root, [*official_train, *official_val])
+    return StageInputs(dataset, dataset_provenance(dataset), task, fold, train, validation, info, stamps)
 
 
 def select_frames(record: VideoRecord, keep: np.ndarray) -> VideoRecord:
@@ -119,14 +126,16 @@ def ensure_frame_shards(
     task: str,
     provenance: Mapping[str, Any],
     selection: Mapping[str, Any],
+    stamps: str,
     quiet: bool = False,
 ) -> Path:
-    """The frame-shard set of `records` (cached by dataset provenance, task, videos and `selection`)."""
+    """The frame-shard set of `records` (cached by dataset provenance, task, videos, `selection` and the
+    images' `stamps` digest, so a replaced image gives a new set)."""
     from affbench.data.frame_shards import write_frame_shards
 
     images = [(r.video, tuple(r.images)) for r in records]
     key = cache.stage_key("frames", dataset=provenance, task=task, selection=selection,
-                          images=cache.stable_hash(images, length=64))
+                          images=cache.stable_hash(images, length=64), stamps=stamps)
     directory = cache.stage_dir("frames", key)
     if cache.read_manifest(directory) is None:
         n_images = sum(int(r.has_image.sum()) for r in records)
