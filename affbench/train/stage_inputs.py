@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from affbench.data.image_stamps import record_stamps, stamps_digest
-from affbench.data.label_checks import check_labels
+from affbench.data.record_checks import check_labels, faceless_videos
 from affbench.data.records import VideoRecord
 from affbench.train import feature_cache as cache
 
@@ -90,7 +90,9 @@ def load_stage_inputs(config: Mapping[str, Any], fold: int | None) -> StageInput
     task = task_name(config)
     official_train = list(dataset.videos(task, "train"))
     official_val = list(dataset.videos(task, "validation"))
-    check_labels([*official_train, *official_val], task, component_spec(data["dataset"])["name"])
+    dataset_name = component_spec(data["dataset"])["name"]
+    check_labels([*official_train, *official_val], task, dataset_name)
+    faceless = faceless_videos([*official_train, *official_val], dataset_name, task)
     if fold is None:
         train, validation = official_train, official_val
         info: dict[str, Any] = {"fold": None, "split": "official"}
@@ -102,6 +104,7 @@ def load_stage_inputs(config: Mapping[str, Any], fold: int | None) -> StageInput
         folds = make_folds(records, k=k, seed=int(data["fold_seed"]))
         train, validation = split_records(records, folds[fold])
         info = {"fold": fold, "k": k, "seed": int(data["fold_seed"])}
+    info["videos_without_images"] = faceless
     info["train"] = [r.video for r in train]
     info["validation"] = [r.video for r in validation]
     stamps = record_stamps(dataset.image_root, [*official_train, *official_val])

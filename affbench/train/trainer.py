@@ -37,6 +37,7 @@ from affbench.train.checkpoints import (
 )
 from affbench.train.config import Config, as_config, config_digest
 from affbench.train.evaluate import run_windows, score, tune_thresholds, write_predictions_csv
+from affbench.train.run_checkpoints import restore_best_outputs
 from affbench.train.run_dir import prepare_run_dir, run_dir_path, write_json, write_metrics_csv
 from affbench.train.schedule import build_scheduler
 
@@ -247,7 +248,8 @@ def _train(config: Config, *, fold: int | None, out_dir: Path, resume: bool, qui
             save_checkpoint({"model": model_state(model), "optimizer": optimizer.state_dict(),
                              "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                              "state": dict(state), "rng": rng, "config_digest": digest,
-                             "world_size": info.world_size}, last_path)
+                             "world_size": info.world_size, "config": config.to_dict(),
+                             "feature_dim": feature_dim, "fold": fold}, last_path)
 
     kill_after = int(os.environ.get(KILL_AFTER_STEP_ENV, "0") or 0)
     checkpoint_every = tcfg["checkpoint_every"]
@@ -358,6 +360,10 @@ def _train(config: Config, *, fold: int | None, out_dir: Path, resume: bool, qui
         if state["history"] else None,
         "seconds": time.perf_counter() - t_run, "world_size": info.world_size,
     }
+    if best_values is None and state["best_epoch"] is not None:  # resumed after its best epoch
+        best_values, best_outputs = restore_best_outputs(
+            best_path, unwrap_model(model), val_shards, best_epoch=state["best_epoch"],
+            thresholds=state["thresholds"], ecfg=ecfg, amp=tcfg["amp"], device=device, info=info, quiet=quiet)
     if info.is_main:
         if best_values is not None and best_outputs is not None:
             write_predictions_csv(task, best_outputs, best_values, run_dir / "predictions.validation.csv")
