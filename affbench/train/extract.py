@@ -187,7 +187,8 @@ def video_features(features: FeatureSet, record: VideoRecord, policy: str) -> tu
     if has_image.any():
         rows = cached_rows(features.directory, record)
         if rows is None:
-            raise RuntimeError(f"video '{record.video}' has no cached features in {features.directory}")
+            raise ValueError(f"video '{record.video}': its cached features in {features.directory} are missing or "
+                             "were damaged (and removed); run the command again to extract them")
     else:
         rows = np.zeros((record.n_frames, features.feature_dim), dtype=np.float16)
     return apply_policy(rows.astype(np.float32), has_image, policy)
