@@ -143,7 +143,7 @@ def test_a_corrupt_shard_read_by_a_worker_is_named(tmp_path):
     with pytest.raises(CorruptShardError) as info:
         list(loader)
     message = str(info.value)
-    assert reader.manifest["shards"][0]["name"] in message and "crc32" in message
+    assert reader.manifest["shards"][0]["name"] in message and "checksum" in message
     assert "DataLoader worker" not in message and "Traceback" not in message
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from affbench.data.checksums import file_crc32
+from affbench.data.checksums import ALGORITHM, file_checksum
 from affbench.data.frame_shards import FrameShards, decode_jpeg, write_frame_shards
 from affbench.data.records import VideoRecord
 from affbench.data.shard_manifest import MANIFEST_NAME
@@ -124,7 +124,7 @@ def _rewrite(directory, index, mutate):
             tar.addfile(info, io.BytesIO(data))
     entry["bytes"] = path.stat().st_size
     entry["count"] = len({name.split(".")[0] for name, _ in members})
-    entry["crc32"] = file_crc32(path)
+    entry[ALGORITHM] = file_checksum(path)
     (directory / MANIFEST_NAME).write_text(json.dumps(manifest))
     return entry["name"]
 

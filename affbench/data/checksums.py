@@ -1,34 +1,36 @@
-"""Checksums of cached files: a flipped byte of the same size must not be read silently.
+"""Checksums of cached shards: a flipped byte of the same size must not be read silently.
 
-zlib.crc32 (standard library, ~2.4 GB/s on one core here) is recorded in manifests for every shard and every
-cached feature file, and verified when the file is read. It catches storage corruption, not tampering (a
-hostile writer can forge a crc32): the safety against hostile files is the safe decoding of their payloads.
+xxh3_64 (the ``xxhash`` package) is recorded in every shard-set manifest and verified each time a shard is
+read. Measured on one core of the 2-core development machine: 7.0 GB/s, against 1.9 GB/s for the standard
+library's zlib.crc32, which cost the loader 20 % of its throughput. It catches storage corruption, not
+tampering (a hostile writer can forge it): the safety against hostile files is the safe decoding of payloads.
 """
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 
-ALGORITHM = "crc32"
+import xxhash
+
+ALGORITHM = "xxh3_64"
 _BLOCK = 1 << 20
 
 
-def buffer_crc32(data: bytes | memoryview) -> int:
-    """crc32 of bytes already in memory (a mapped shard, an encoded file)."""
-    return zlib.crc32(data) & 0xFFFFFFFF
+def buffer_checksum(data: bytes | memoryview) -> int:
+    """xxh3_64 of bytes already in memory (a mapped shard)."""
+    return xxhash.xxh3_64_intdigest(data)
 
 
-def file_crc32(path: str | Path) -> int:
-    """crc32 of a file's bytes, read in 1 MiB blocks."""
-    crc = 0
+def file_checksum(path: str | Path) -> int:
+    """xxh3_64 of a file's bytes, read in 1 MiB blocks."""
+    digest = xxhash.xxh3_64()
     with open(path, "rb") as fh:
         while block := fh.read(_BLOCK):
-            crc = zlib.crc32(block, crc)
-    return crc & 0xFFFFFFFF
+            digest.update(block)
+    return digest.intdigest()
 
 
 def mismatch_message(found: int, expected: int) -> str:
     """The shared wording of a checksum failure."""
-    return (f"{ALGORITHM} {found:08x} differs from {expected:08x} recorded when it was written (flipped bytes on "
-            "disk)")
+    return (f"{ALGORITHM} checksum {found:016x} differs from {expected:016x} recorded when it was written "
+            "(bytes changed on disk)")

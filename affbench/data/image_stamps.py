@@ -1,7 +1,7 @@
 """What the caches know of each face image, so a replaced image is never served from a stale cache entry.
 
 A stamp is (size in bytes, mtime in ns) by default: one ``stat`` per image, no read. Setting
-``AFFBENCH_IMAGE_STAMPS=content`` stamps (size, crc32 of the bytes) instead, which also sees a same-size
+``AFFBENCH_IMAGE_STAMPS=content`` stamps (size, xxh3_64 of the bytes) instead, which also sees a same-size
 replacement written with a preserved mtime (``cp -p``, ``rsync -t``), at the cost of reading every image.
 Frames without an image, and listed images that are missing, stamp (0, 0).
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from affbench.data.checksums import file_crc32
+from affbench.data.checksums import file_checksum
 from affbench.data.records import VideoRecord
 
 MODE_ENV = "AFFBENCH_IMAGE_STAMPS"
@@ -41,7 +41,7 @@ def image_stamps(image_root: str | Path, images: Sequence[str], mode: str | None
             st = os.stat(root / image)
         except OSError:
             continue
-        out[i] = (st.st_size, st.st_mtime_ns if mode == "stat" else file_crc32(root / image))
+        out[i] = (st.st_size, st.st_mtime_ns if mode == "stat" else file_checksum(root / image))
     return out
 
 

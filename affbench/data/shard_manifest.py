@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 import affbench
-from affbench.data.checksums import ALGORITHM, file_crc32
+from affbench.data.checksums import ALGORITHM, file_checksum
 from affbench.data.stale_temporaries import remove_stale_temporaries, temporary_name
 from affbench.run_lock import folder_lock
 
@@ -53,7 +53,7 @@ class ShardInfo:
     path: str
     count: int
     size: int
-    crc32: int | None = None  # None for sets written before checksums were recorded
+    checksum: int | None = None  # None for sets written before checksums were recorded
 
 
 def to_jsonable(value: Any) -> Any:
@@ -297,7 +297,7 @@ class ShardSetWriter:
         self._writer = None
         shards = [
             {"name": name, "count": count, "bytes": (self.tmp_dir / name).stat().st_size,
-             ALGORITHM: file_crc32(self.tmp_dir / name)}
+             ALGORITHM: file_checksum(self.tmp_dir / name)}
             for name, count in sorted(self._counts.items())
         ]
         body = {

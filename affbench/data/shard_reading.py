@@ -9,7 +9,7 @@ up to the first dot of its base name, as webdataset does). Three kinds of damage
 * a sample carries an unsafe extension, misses a field, or holds a malformed payload: the sample is corrupt;
   "raise" fails naming shard and key, "skip" drops the sample and counts it;
 * a shard whose sample count differs from the manifest is corrupt (e.g. a valid but empty tar);
-* a shard whose crc32 differs from the one its manifest recorded is corrupt (bytes flipped on disk, same size).
+* a shard whose checksum differs from the one its manifest recorded is corrupt (bytes flipped on disk, same size).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from affbench.data.checksums import buffer_crc32, mismatch_message
+from affbench.data.checksums import buffer_checksum, mismatch_message
 from affbench.data.shard_manifest import ShardInfo
 from affbench.data.shard_payloads import CorruptShardError, is_safe_extension
 
@@ -103,8 +103,8 @@ def _iter_checked(shard, decode, required, on_corrupt, counts) -> Iterator[Any]:
         buffer = _map_shard(path)
     except OSError as exc:
         raise CorruptShardError(path, f"cannot be read ({exc.strerror or exc})") from None
-    if shard.crc32 is not None and (found := buffer_crc32(buffer)) != shard.crc32:
-        raise CorruptShardError(path, mismatch_message(found, shard.crc32))
+    if shard.checksum is not None and (found := buffer_checksum(buffer)) != shard.checksum:
+        raise CorruptShardError(path, mismatch_message(found, shard.checksum))
     seen = 0
     for key, members in _iter_member_groups(buffer, path):
         seen += 1
