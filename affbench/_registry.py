@@ -171,7 +171,7 @@ class Registry:
         where = f"plugin '{name}' ({module})"
         try:
             plugin = loader()
-        except Exception as exc:  # a broken plugin must not break the tool
+        except (Exception, SystemExit) as exc:  # a broken plugin (even one calling sys.exit) must not break the tool
             self._fail(name, module, version, builtin, f"failed to import: {type(exc).__name__}: {exc}", where)
             return
         try:
@@ -187,7 +187,7 @@ class Registry:
                 for impl in impls:
                     hooks.append(hook_name)
                     impl.function(register=self._registrar(kind, name, version, added))
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             for kind, comp_name in added:
                 del self._components[kind][comp_name]
             self.pm.unregister(plugin)
@@ -244,7 +244,11 @@ class Registry:
     def create(self, kind: str, name: str, /, **options: Any) -> Any:
         component = self.get(kind, name)
         check_options(component, options)
-        return component.factory(**options)
+        try:
+            return component.factory(**options)
+        except Exception as exc:
+            name_culprit(exc, f"{kind} '{name}' (plugin '{component.plugin}')")
+            raise
 
     @staticmethod
     def _check_kind(kind: str) -> str:
@@ -253,6 +257,20 @@ class Registry:
         hint = closest_match(kind, list(KIND_HOOKS))
         msg = f"unknown component kind '{kind}'; kinds: {', '.join(KIND_HOOKS)}"
         raise UnknownComponentError(msg + (f". Did you mean '{hint}'?" if hint else ""))
+
+
+def name_culprit(exc: BaseException, label: str) -> None:
+    """Prefix an exception's message with `label` (the component and its plugin), keeping its type.
+
+    The type is kept so callers catching e.g. FileNotFoundError still do; only the message gains who raised.
+    """
+    args = exc.args
+    if len(args) == 1 and isinstance(args[0], str) and not args[0].startswith(label):
+        exc.args = (f"{label}: {args[0]}",)
+    elif isinstance(exc, OSError) and isinstance(exc.strerror, str):
+        exc.strerror = f"{label}: {exc.strerror}"  # what str() of an OSError with an errno shows
+    else:
+        exc.add_note(f"raised by {label}")
 
 
 def check_options(component: Component, options: dict[str, Any]) -> None:

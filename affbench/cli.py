@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"affbench {__version__}")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of input errors too (they print one line by default)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in CLI_MODULES:
         importlib.import_module(module).add_commands(subparsers)
@@ -49,7 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    from affbench.cli_support import run_reporting_input_errors
+
+    # One reporter for every subcommand: input errors print one line and exit 2 (tracebacks are for bugs).
+    prog = " ".join(["affbench", args.command, *([sub] if (sub := _subcommand(args)) else [])])
+    return run_reporting_input_errors(prog, args.func, args)
+
+
+def _subcommand(args: argparse.Namespace) -> str | None:
+    """The subcommand of a command group (`data frames`, `shard windows`), if any."""
+    return next((v for k, v in vars(args).items() if k.endswith("_command") and isinstance(v, str)), None)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from affbench._registry import KIND_HOOKS, PluginError, get_registry
+from affbench._registry import KIND_HOOKS, get_registry
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -24,11 +24,7 @@ def format_table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    try:
-        components = get_registry().list(args.kind, args.filter)
-    except PluginError as exc:
-        print(f"affbench: {exc}")
-        return 2
+    components = get_registry().list(args.kind, args.filter)
     rows = [(c.kind, c.name, f"{c.plugin} {c.version}", c.summary) for c in components]
     print(format_table(rows, ("KIND", "NAME", "PLUGIN", "DESCRIPTION")))
     return 0

@@ -1,4 +1,9 @@
-"""What every `affbench` subcommand shares: input errors reported as one line, usage for a bare group."""
+"""What every `affbench` subcommand shares: input errors reported as one line, usage for a bare group.
+
+The error contract: a user's input error (a bad file, option, name, folder or checkpoint) prints one line
+``<prog>: error: <message>`` naming what is at fault and exits 2; anything else is a bug and keeps its
+traceback. ``affbench --debug`` shows the traceback of input errors too.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,18 @@ import argparse
 import functools
 import os
 import sys
+import zipfile
 from collections.abc import Callable
 
 from affbench._registry import PluginError
 
 Command = Callable[[argparse.Namespace], int]
 
-# Bad input (files, options, names) rather than bugs: shown as one line naming what is wrong, exit status 2.
-INPUT_ERRORS = (PluginError, ValueError, OSError, ImportError)
+# Bad input (files, options, names, corrupt inputs) rather than bugs: one line naming what is wrong, exit 2.
+# ConfigError, SuiteError, CorruptShardError, AffWild2FormatError ... are ValueErrors; a truncated .npz is a
+# BadZipFile; a checkpoint that cannot be loaded is a CheckpointError (see input_errors()).
+INPUT_ERRORS = (PluginError, ValueError, OSError, ImportError, zipfile.BadZipFile)
+INPUT_ERROR_EXIT = 2
 
 
 def print_usage(parser: argparse.ArgumentParser) -> int:
@@ -22,19 +31,39 @@ def print_usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
+def one_line(exc: BaseException) -> str:
+    """The message of an input error on one line (multi-line messages are joined with '; ')."""
+    text = str(exc).strip() or type(exc).__name__
+    return "; ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def input_errors() -> tuple[type[BaseException], ...]:
+    """INPUT_ERRORS plus CheckpointError once its module is loaded (importing it here would load torch for
+    every command, `affbench list` included; a CheckpointError cannot exist before its module is imported)."""
+    checkpoints = sys.modules.get("affbench.train.checkpoints")
+    return INPUT_ERRORS + ((checkpoints.CheckpointError,) if checkpoints is not None else ())
+
+
+def run_reporting_input_errors(prog: str, func: Command, args: argparse.Namespace) -> int:
+    """Run `func(args)`; an input error becomes `<prog>: error: <message>` on stderr and exit code 2."""
+    try:
+        return int(func(args) or 0)
+    except BrokenPipeError:  # e.g. `| head`: stop quietly, and keep Python from complaining at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except BaseException as exc:
+        if not isinstance(exc, input_errors()) or getattr(args, "debug", False):
+            raise
+        print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
+        return INPUT_ERROR_EXIT
+
+
 def reporting_input_errors(prog: str, func: Command) -> Command:
-    """Run `func`; input errors become `<prog>: error: <message>` on stderr and exit code 2, not a traceback."""
+    """`func` wrapped by :func:`run_reporting_input_errors` (for parsers used without the `affbench` entry)."""
 
     @functools.wraps(func)
     def run(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except BrokenPipeError:  # e.g. `| head`: stop quietly, and keep Python from complaining at exit
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            return 0
-        except INPUT_ERRORS as exc:
-            print(f"{prog}: error: {exc}", file=sys.stderr)
-            return 2
+        return run_reporting_input_errors(prog, func, args)
 
     return run

@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 import affbench
+from affbench.yaml_strict import load_unique
 
 SUITE_KEYS = ("name", "configs", "folds", "main", "overrides", "seeds", "bootstrap", "description")
 BOOTSTRAP_KEYS = ("draws", "seed")
@@ -78,9 +79,11 @@ def load_suite(path: str | Path) -> Suite:
     if not path.is_file():
         raise SuiteError(f"suite file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_unique(path.read_text(encoding="utf-8"), str(path)) or {}
     except yaml.YAMLError as exc:
         raise SuiteError(f"{path}: not valid YAML: {exc}") from None
+    except ValueError as exc:  # a duplicate key
+        raise SuiteError(str(exc)) from None
     if not isinstance(data, dict):
         raise SuiteError(f"{path}: a suite is a mapping with keys {', '.join(SUITE_KEYS)}")
     unknown = sorted(set(data) - set(SUITE_KEYS))
@@ -260,47 +263,23 @@ def run_suite(suite: Suite, out_dir: str | Path, *, folds: str | None = None, da
 
     `quiet` silences progress; `echo` prints the report's tables.
     """
-    from affbench.train.pipeline import prepare_window_shards
+    from affbench.run_lock import run_folder_lock
     from affbench.train.run_dir import plugin_versions, run_dir_path, write_json
-    from affbench.train.trainer import train
 
     out_dir = Path(out_dir)
     started = time.time()
     planned = plan_runs(suite, folds=folds, overrides=data_overrides(data, root))
+    preflight_suite(planned, out_dir)
     runs: list[dict[str, Any]] = []
     for i, (config, fold, seed) in enumerate(planned):
         run_out = seed_out_dir(out_dir, seed)
         run_dir = run_dir_path(run_out, config, fold)
         label = (f"[{i + 1}/{len(planned)}] {config['task']['name']}/{config['name']} fold {fold}"
                  f"{'' if seed is None else f' seed {seed}'}")
-        metrics_path = run_dir / "metrics.json"
-        same_config = _same_config(run_dir, config)
-        if metrics_path.is_file() and same_config and not force:
-            metrics = _read_json(metrics_path)
-            provenance = _read_json(run_dir / "data_provenance.json")
-            runs.append(_run_record(config, fold, run_dir, metrics, status="skipped (has metrics.json)",
-                                    seconds={}, data_provenance=provenance.get("data", provenance)))
-            if not quiet:
-                print(f"{label}: done before, skipped ({metrics_path})", flush=True)
-            continue
-        if not quiet:
-            print(f"{label}: preparing window shards", flush=True)
-        t0 = time.perf_counter()
-        window_data = prepare_window_shards(config, fold=fold, quiet=quiet)
-        t1 = time.perf_counter()
-        # A run directory left by another config is retrained from scratch, never resumed or reported.
-        metrics = train(config, fold=fold, out_dir=run_out, resume=same_config and not force, quiet=quiet,
-                        data=window_data)
-        t2 = time.perf_counter()
-        seconds = {"stages_1_2": round(t1 - t0, 3), "train": round(t2 - t1, 3)}
-        runs.append(_run_record(config, fold, run_dir, metrics, status="trained", seconds=seconds,
-                                data_provenance=window_data.provenance))
-        if not quiet:
-            primary = metrics.get("primary_metric")
-            value = (metrics.get("metrics") or {}).get(primary)
-            shown = f"{primary} {value:.4f}" if isinstance(value, float) else "no metric"
-            print(f"{label}: {shown} (stages 1-2 {seconds['stages_1_2']:.1f} s, train {seconds['train']:.1f} s)",
-                  flush=True)
+        # Another suite on this --out may be training the row: wait for it, then find its metrics.json.
+        with run_folder_lock(run_dir, wait=True):
+            row = _run_row(config, fold, run_dir, label, out_dir=run_out, force=force, quiet=quiet)
+        runs.append(row)
 
     record = {
         "suite": suite.name,
@@ -335,6 +314,51 @@ def _bootstrap_settings(suite: Suite):
     from affbench.report_numbers import BootstrapSettings
 
     return BootstrapSettings(**suite.bootstrap)
+
+
+def preflight_suite(planned: Sequence[tuple[Any, ...]], out_dir: Path) -> None:
+    """Before the first row: --out and the cache are writable, and every dataset the rows name opens."""
+    from affbench.preflight import check_run_folders
+    from affbench.train.stage_inputs import open_dataset
+
+    check_run_folders(out_dir)
+    for spec in {json.dumps(config["data"]["dataset"], sort_keys=True) for config, *_ in planned}:
+        open_dataset(json.loads(spec))  # built once per process: the rows reuse it
+
+
+def _run_row(config: Any, fold: int, run_dir: Path, label: str, *, out_dir: Path, force: bool,
+             quiet: bool) -> dict[str, Any]:
+    """Train one (config, fold) row, or skip it when its run folder holds final metrics of this config."""
+    from affbench.train.pipeline import prepare_window_shards
+    from affbench.train.trainer import train
+
+    metrics_path = run_dir / "metrics.json"
+    same_config = _same_config(run_dir, config)
+    if metrics_path.is_file() and same_config and not force:
+        metrics = _read_json(metrics_path)
+        provenance = _read_json(run_dir / "data_provenance.json")
+        if not quiet:
+            print(f"{label}: done before, skipped ({metrics_path})", flush=True)
+        return _run_record(config, fold, run_dir, metrics, status="skipped (has metrics.json)",
+                           seconds={}, data_provenance=provenance.get("data", provenance))
+    if not quiet:
+        print(f"{label}: preparing window shards", flush=True)
+    t0 = time.perf_counter()
+    window_data = prepare_window_shards(config, fold=fold, quiet=quiet)
+    t1 = time.perf_counter()
+    # A run directory left by another config is retrained from scratch, never resumed or reported.
+    metrics = train(config, fold=fold, out_dir=out_dir, resume=same_config and not force, quiet=quiet,
+                    data=window_data)
+    t2 = time.perf_counter()
+    seconds = {"stages_1_2": round(t1 - t0, 3), "train": round(t2 - t1, 3)}
+    if not quiet:
+        primary = metrics.get("primary_metric")
+        value = (metrics.get("metrics") or {}).get(primary)
+        shown = f"{primary} {value:.4f}" if isinstance(value, float) else "no metric"
+        print(f"{label}: {shown} (stages 1-2 {seconds['stages_1_2']:.1f} s, train {seconds['train']:.1f} s)",
+              flush=True)
+    return _run_record(config, fold, run_dir, metrics, status="trained", seconds=seconds,
+                       data_provenance=window_data.provenance)
 
 
 def _same_config(run_dir: Path, config: Any) -> bool:

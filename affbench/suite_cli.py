@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 DEFAULT_OUT = "runs/suites"
@@ -41,18 +40,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _suite(args: argparse.Namespace) -> int:
-    from affbench.suite import SuiteError, resolve_suite, run_suite
-    from affbench.train.config import ConfigError
+    from affbench.suite import resolve_suite, run_suite
 
     quiet = bool(getattr(args, "quiet", False))
-    try:
-        suite = resolve_suite(args.name, args.data)
-        out = Path(args.out) if args.out else Path(DEFAULT_OUT) / suite.name
-        record = run_suite(suite, out, folds=args.folds, data=args.data, root=args.root, force=args.force,
-                           quiet=quiet, plots=not args.no_plots)
-    except (SuiteError, ConfigError, FileNotFoundError) as exc:
-        print(f"affbench suite: {exc}", file=sys.stderr)
-        return 2
+    # Input errors (SuiteError, ConfigError, a missing dataset ...) are reported by the `affbench` entry point.
+    suite = resolve_suite(args.name, args.data)
+    out = Path(args.out) if args.out else Path(DEFAULT_OUT) / suite.name
+    record = run_suite(suite, out, folds=args.folds, data=args.data, root=args.root, force=args.force,
+                       quiet=quiet, plots=not args.no_plots)
     print(f"suite '{suite.name}': {len(record['runs'])} runs in {record['seconds']:.1f} s; report in "
           f"{out / 'report.md'} (also report.csv, report.json, plots/, suite.json)")
     return 0

@@ -60,7 +60,7 @@ def extraction_case(request, sizes, bench_dir):
     records = [r for r in inputs.records if r.has_image.any()]
     shards_dir = ensure_frame_shards(inputs.records, inputs.dataset, task=inputs.task,
                                      provenance=inputs.dataset_provenance, selection={"stage": "extract"},
-                                     quiet=True)
+                                     stamps=inputs.stamps_digest(inputs.records), quiet=True)
     return {"name": name, "config": config, "inputs": inputs, "backbone": backbone, "identity": identity,
             "records": records, "frames": sum(int(r.has_image.sum()) for r in records),
             "frame_shards": shards_dir, "scratch": bench_dir / f"extraction-{name}"}

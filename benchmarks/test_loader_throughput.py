@@ -9,6 +9,7 @@ files are in the page cache after writing: this measures the readers' CPU cost, 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -59,8 +60,18 @@ def _shapes(sizes):
 
 def test_window_shards_loader(benchmark, layouts, device, sizes):
     """affbench: WindowShards.loader, float16 windows in tar shards, batches built in the reader."""
-    benchmark.group = "loader"
+    _measure_shards(benchmark, WindowShards(layouts["root"] / "shards"), layouts, device, sizes)
+
+
+def test_window_shards_loader_without_checksums(benchmark, layouts, device, sizes):
+    """The same loader with the manifest's checksums ignored: its ratio to the above is the checksums' cost."""
     shards = WindowShards(layouts["root"] / "shards")
+    shards.shards = [dataclasses.replace(s, checksum=None) for s in shards.shards]
+    _measure_shards(benchmark, shards, layouts, device, sizes)
+
+
+def _measure_shards(benchmark, shards, layouts, device, sizes) -> None:
+    benchmark.group = "loader"
     epoch = {"n": 0}
 
     def one_pass() -> None:

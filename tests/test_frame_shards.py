@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from affbench.data.checksums import ALGORITHM, file_checksum
 from affbench.data.frame_shards import FrameShards, decode_jpeg, write_frame_shards
 from affbench.data.records import VideoRecord
 from affbench.data.shard_manifest import MANIFEST_NAME
@@ -123,6 +124,7 @@ def _rewrite(directory, index, mutate):
             tar.addfile(info, io.BytesIO(data))
     entry["bytes"] = path.stat().st_size
     entry["count"] = len({name.split(".")[0] for name, _ in members})
+    entry[ALGORITHM] = file_checksum(path)
     (directory / MANIFEST_NAME).write_text(json.dumps(manifest))
     return entry["name"]
 

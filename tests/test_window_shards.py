@@ -12,6 +12,7 @@ import tarfile
 import numpy as np
 import pytest
 
+from affbench.data.checksums import ALGORITHM, file_checksum
 from affbench.data.records import VideoRecord
 from affbench.data.shard_manifest import MANIFEST_NAME, ProvenanceMismatchError
 from affbench.data.shard_payloads import CorruptShardError, decode_npy, encode_npy
@@ -196,7 +197,7 @@ def _manifest(directory):
 
 
 def _rewrite_shard(directory, index, samples):
-    """Replace shard `index` with a tar of raw members and update the manifest's size and count to match."""
+    """Replace shard `index` with a tar of raw members and update the manifest's size, count and checksum to match."""
     manifest = _manifest(directory)
     entry = manifest["shards"][index]
     path = directory / entry["name"]
@@ -211,6 +212,7 @@ def _rewrite_shard(directory, index, samples):
                 tar.addfile(info, io.BytesIO(data))
     entry["bytes"] = path.stat().st_size
     entry["count"] = len(samples)
+    entry[ALGORITHM] = file_checksum(path)
     (directory / MANIFEST_NAME).write_text(json.dumps(manifest))
     return path
 
@@ -251,6 +253,16 @@ def test_broken_tar_stream_detected_while_reading(shard_dir):
     third_header = data.index(b"vid_a/0000010.features.npy")
     data[third_header : third_header + 512] = b"\xff" * 512
     path.write_bytes(bytes(data))
+    with pytest.raises(CorruptShardError, match=f"{name}: {ALGORITHM} checksum"):
+        list(WindowShards(shard_dir).iter_windows())
+    reader = WindowShards(shard_dir, on_corrupt="skip")
+    assert len(list(reader.iter_windows())) == _total() - 3  # a shard failing its checksum is dropped whole
+    assert reader.skipped.shards == 1
+    # Without a recorded checksum (a set written before checksums) the tar reader itself finds the damage.
+    manifest = _manifest(shard_dir)
+    for entry in manifest["shards"]:
+        del entry[ALGORITHM]
+    (shard_dir / MANIFEST_NAME).write_text(json.dumps(manifest))
     with pytest.raises(CorruptShardError, match=name):
         list(WindowShards(shard_dir).iter_windows())
     reader = WindowShards(shard_dir, on_corrupt="skip")

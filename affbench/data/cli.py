@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -151,11 +150,10 @@ def run_frames(args: argparse.Namespace) -> int:
         write_frames_csv(sys.stdout, videos, args.task, prefix=prefix)
         sys.stdout.flush()
         return 0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as out:
+    from affbench.train.run_dir import open_atomic
+
+    with open_atomic(args.out) as out:  # a failure leaves neither half a table nor a temporary file
         n = write_frames_csv(out, videos, args.task, prefix=prefix)
-    os.replace(tmp, args.out)
     if not getattr(args, "quiet", False):
         print(f"wrote {n} frames to {args.out}", file=sys.stderr)
     return 0

@@ -70,6 +70,13 @@ def write_frame_shards(
                     raise FileNotFoundError(
                         f"video '{record.video}' frame {i + 1}: face image {path} listed but missing"
                     ) from None
+                # A broken image is named here, by its own path, and never baked into a cached shard (where it
+                # would fail every later run with the shard's name, even after the image is fixed).
+                try:
+                    decode_jpeg(data)
+                except ValueError as exc:
+                    raise ValueError(f"video '{record.video}' frame {i + 1}: face image {path} is broken "
+                                     f"({exc}); replace it with a valid JPEG or remove it from the dataset") from None
                 meta = {
                     "video": record.video,
                     "frame": i + 1,

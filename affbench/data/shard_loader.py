@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from affbench.data.shard_manifest import ShardInfo
+from affbench.data.shard_payloads import CorruptShardError
 from affbench.data.shard_reading import Decoder, SkipCounts, check_on_corrupt, iter_shard_samples, log
 
 # After this many consecutive resampled shard draws without one good sample, the set is unusable.
@@ -37,6 +38,24 @@ class _SkipReport:
     """Sent by each worker after its last batch so the main process learns what the "skip" policy dropped."""
 
     counts: SkipCounts
+
+
+@dataclass
+class _WorkerFailure:
+    """Sent by a worker instead of raising, so the main process raises the worker's own error.
+
+    A DataLoader re-raises a worker's exception as "Caught CorruptShardError in DataLoader worker process 0"
+    plus a traceback text; the user needs the shard's path, which this carries intact.
+    """
+
+    shard: str
+    message: str
+    key: str | None
+
+    def error(self) -> CorruptShardError:
+        error = CorruptShardError(self.shard, "", key=self.key)
+        error.args = (self.message,)
+        return error
 
 
 def _passthrough(item: Any) -> Any:
@@ -161,8 +180,15 @@ class ShardBatchStream(IterableDataset):
         batches = self._batches(samples)
         if quota is not None:
             batches = itertools.islice(batches, quota)
-        yield from batches
-        if torch.utils.data.get_worker_info() is None:
+        in_worker = torch.utils.data.get_worker_info() is not None
+        try:
+            yield from batches
+        except CorruptShardError as exc:
+            if not in_worker:
+                raise
+            yield _WorkerFailure(exc.shard, str(exc), exc.key)
+            return
+        if not in_worker:
             self.counts.merge(counts)
         else:
             yield _SkipReport(counts)
@@ -224,6 +250,8 @@ class ShardLoader:
             if isinstance(item, _SkipReport):
                 self.skipped.merge(item.counts)
                 continue
+            if isinstance(item, _WorkerFailure):
+                raise item.error()
             yield item
         self.skipped.merge(self.stream.counts)
         if self.skipped.total:

@@ -14,7 +14,6 @@ import logging
 import math
 import os
 import shutil
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,9 @@ from typing import Any
 import numpy as np
 
 import affbench
+from affbench.data.checksums import ALGORITHM, file_checksum
+from affbench.data.stale_temporaries import remove_stale_temporaries, temporary_name
+from affbench.run_lock import folder_lock
 
 MANIFEST_NAME = "manifest.json"
 SHARD_PATTERN = "shard-%06d.tar"
@@ -51,6 +53,7 @@ class ShardInfo:
     path: str
     count: int
     size: int
+    checksum: int | None = None  # None for sets written before checksums were recorded
 
 
 def to_jsonable(value: Any) -> Any:
@@ -86,10 +89,12 @@ def read_manifest(directory: str | os.PathLike, *, kind: str) -> dict:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        raise ValueError(f"{path}: not valid JSON ({exc}); rebuild the shard set") from None
     found = manifest.get("format") if isinstance(manifest, dict) else None
     if found != f"affbench.{kind}":
         raise ValueError(f"{path}: format is {found!r}, expected 'affbench.{kind}'")
+    if not isinstance(manifest.get("shards"), list) or not isinstance(manifest.get("num_samples"), int):
+        raise ValueError(f"{path}: lacks a 'shards' list or a 'num_samples' count; rebuild the shard set")
     if manifest.get("format_version") != MANIFEST_VERSION:
         raise ValueError(
             f"{path}: format_version {manifest.get('format_version')!r} is not supported (this affbench reads "
@@ -102,11 +107,18 @@ def shard_infos(directory: str | os.PathLike, manifest: dict) -> list[ShardInfo]
     """The shards a manifest lists, as absolute paths with their expected sample counts and byte sizes."""
     directory = Path(directory).resolve()
     infos = []
-    for entry in manifest.get("shards", []):
-        name = str(entry["name"])
+    for i, entry in enumerate(manifest.get("shards", [])):
+        try:
+            name = str(entry["name"])
+            crc = entry.get(ALGORITHM)
+            info = ShardInfo(str(directory / name), int(entry["count"]), int(entry["bytes"]),
+                             None if crc is None else int(crc))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"{directory / MANIFEST_NAME}: shards[{i}] is malformed ({type(exc).__name__}: {exc}); "
+                             "each entry needs name, count and bytes; rebuild the shard set") from None
         if "/" in name or "\\" in name or name.startswith("."):
             raise ValueError(f"{directory / MANIFEST_NAME}: shard name {name!r} must be a plain file name")
-        infos.append(ShardInfo(str(directory / name), int(entry["count"]), int(entry["bytes"])))
+        infos.append(info)
     return infos
 
 
@@ -243,7 +255,8 @@ class ShardSetWriter:
                     f"{self.out_dir} is a non-empty directory without {MANIFEST_NAME}; refusing to replace it"
                 )
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp_dir = self.out_dir.parent / f".{self.out_dir.name}.tmp-{uuid.uuid4().hex[:12]}"
+        remove_stale_temporaries(self.out_dir)  # left by writers that were killed
+        self.tmp_dir = self.out_dir.parent / temporary_name(self.out_dir.name, "tmp")
         self.tmp_dir.mkdir()
         self._writer = None
         self._counts: dict[str, int] = {}
@@ -283,7 +296,8 @@ class ShardSetWriter:
         self._writer.close()
         self._writer = None
         shards = [
-            {"name": name, "count": count, "bytes": (self.tmp_dir / name).stat().st_size}
+            {"name": name, "count": count, "bytes": (self.tmp_dir / name).stat().st_size,
+             ALGORITHM: file_checksum(self.tmp_dir / name)}
             for name, count in sorted(self._counts.items())
         ]
         body = {
@@ -306,10 +320,16 @@ class ShardSetWriter:
         return body
 
     def _swap_in(self) -> None:
+        # Processes committing into one folder take turns: the two renames below are not atomic together.
+        # The lock is the parent directory itself (no lock file is left); a swap takes milliseconds.
+        with folder_lock(self.out_dir.parent, what=f"shard sets in {self.out_dir.parent}", wait=True):
+            self._swap_in_locked()
+
+    def _swap_in_locked(self) -> None:
         parent = self.out_dir.parent
         old = None
         if self.out_dir.exists():
-            old = parent / f".{self.out_dir.name}.old-{uuid.uuid4().hex[:12]}"
+            old = parent / temporary_name(self.out_dir.name, "old")
             os.rename(self.out_dir, old)
         try:
             os.rename(self.tmp_dir, self.out_dir)

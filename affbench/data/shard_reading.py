@@ -8,7 +8,8 @@ up to the first dot of its base name, as webdataset does). Three kinds of damage
   shard (complete samples read before the damage are kept);
 * a sample carries an unsafe extension, misses a field, or holds a malformed payload: the sample is corrupt;
   "raise" fails naming shard and key, "skip" drops the sample and counts it;
-* a shard whose sample count differs from the manifest is corrupt (e.g. a valid but empty tar).
+* a shard whose sample count differs from the manifest is corrupt (e.g. a valid but empty tar);
+* a shard whose checksum differs from the one its manifest recorded is corrupt (bytes flipped on disk, same size).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from affbench.data.checksums import buffer_checksum, mismatch_message
 from affbench.data.shard_manifest import ShardInfo
 from affbench.data.shard_payloads import CorruptShardError, is_safe_extension
 
@@ -97,8 +99,14 @@ def _iter_checked(shard, decode, required, on_corrupt, counts) -> Iterator[Any]:
         raise CorruptShardError(path, f"cannot be opened ({exc.strerror or exc})") from None
     if size != shard.size:
         raise CorruptShardError(path, f"holds {size} bytes but the manifest lists {shard.size} (truncated or altered)")
+    try:
+        buffer = _map_shard(path)
+    except OSError as exc:
+        raise CorruptShardError(path, f"cannot be read ({exc.strerror or exc})") from None
+    if shard.checksum is not None and (found := buffer_checksum(buffer)) != shard.checksum:
+        raise CorruptShardError(path, mismatch_message(found, shard.checksum))
     seen = 0
-    for key, members in _iter_member_groups(path):
+    for key, members in _iter_member_groups(buffer, path):
         seen += 1
         try:
             sample = _decode_sample(key, members, decode, required)
@@ -123,11 +131,10 @@ def _decode_sample(key: str, members: dict[str, memoryview], decode: Decoder, re
     return decode(members, key)
 
 
-def _iter_member_groups(path: str) -> Iterator[tuple[str, dict[str, memoryview]]]:
+def _iter_member_groups(buffer: memoryview, path: str) -> Iterator[tuple[str, dict[str, memoryview]]]:
     key: str | None = None
     members: dict[str, memoryview] = {}
     try:
-        buffer = _map_shard(path)
         for name, data in _iter_tar_members(buffer, path):
             match = _KEY_EXT.match(name)
             if match is None:

@@ -19,7 +19,7 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise SystemExit(f"--set expects KEY=VALUE (e.g. train.lr=1e-4), got {item!r}")
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE (e.g. train.lr=1e-4)")
         out[key.strip()] = yaml.safe_load(value) if value.strip() else None
     return out
 

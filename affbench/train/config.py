@@ -18,12 +18,15 @@ import copy
 import difflib
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from affbench.yaml_strict import load_unique
 
 OVERRIDE_SOURCE = "<override>"
 DEFAULT_SOURCE = "<default>"
@@ -214,10 +217,12 @@ def _read_yaml(path: Path, included_from: str | None) -> tuple[dict[str, Any], d
         raise ConfigError(f"{where}: file not found: {path}")
     text = path.read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(text)
+        data = load_unique(text, str(path))
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except ValueError as exc:  # a duplicate key
+        raise ConfigError(str(exc)) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -272,8 +277,11 @@ def _load_tree(path: Path, stack: tuple[Path, ...], included_from: str | None) -
     for inc in includes:
         inc_path = (path.parent / inc)
         here = f"{path}:{lines.get('include', '?')}"
+        if not inc_path.is_file():  # a built-in config name, as every command accepts
+            inc_path = builtin_config(inc) or inc_path
         if not inc_path.is_file():
-            raise ConfigError(f"{here}: include: file not found: {inc!r} (looked for {inc_path})")
+            raise ConfigError(f"{here}: include: file not found: {inc!r} (looked for {path.parent / inc} and "
+                              f"the built-in config '{inc}')")
         sub, sub_src = _load_tree(inc_path, (*stack, path), here)
         _merge(merged, merged_src, sub, sub_src)
     own_src = {p: f"{path}:{line}" for p, line in lines.items() if p != "include" and
@@ -351,6 +359,8 @@ def _coerce(value: Any, key: Key, path: str, where: str) -> Any:
     else:
         expected = " or ".join("number" if t == "float" else t for t in types)
         raise ConfigError(f"{where}: {path}: expected {expected}, got {_type_name(value)} {value!r}")
+    if isinstance(out, float) and not math.isfinite(out):
+        raise ConfigError(f"{where}: {path}: expected a finite number, got {value!r}")
     if key.choices is not None and out not in key.choices:
         hint = difflib.get_close_matches(str(out), [str(c) for c in key.choices], n=1)
         msg = f"{where}: {path}: {out!r} is not one of {', '.join(map(str, key.choices))}"
@@ -465,13 +475,14 @@ def _check_values(config: Config) -> None:
             raise ConfigError(f"{config.where(path)}: {path}: must be {'>= 0' if allow_zero else '> 0'}, "
                               f"got {value}")
 
-    for path in ("data.window", "data.stride", "data.folds", "finetune.batch_size", "extract.batch_size",
+    for path in ("train.epochs", "data.window", "data.stride", "data.folds", "finetune.batch_size", "extract.batch_size",
                  "train.batch_size", "eval.batch_size", "train.checkpoint_every", "train.resampled_len", "train.threads",
                  "train.early_stopping", "eval.smoothing"):
         positive(path)
-    for path in ("train.epochs", "finetune.epochs", "train.lr", "train.weight_decay", "train.warmup_epochs",
+    for path in ("finetune.epochs", "train.lr", "train.weight_decay", "train.warmup_epochs",
                  "train.workers", "finetune.workers", "extract.workers", "model.head.dropout"):
         positive(path, allow_zero=True)
+    _check_dropouts(config)
     if config["data"]["stride"] > config["data"]["window"]:
         raise ConfigError(f"{config.where('data.stride')}: data.stride: {config['data']['stride']} is larger "
                           f"than data.window {config['data']['window']}; frames between windows would be skipped")
@@ -486,6 +497,18 @@ def _check_values(config: Config) -> None:
                                   "train.select is 'last'; use train.select inner (or validation)")
     if config["task"] is None:
         raise ConfigError(f"{config.where('task')}: task: required; one of va, expr, au (or {{name, options}})")
+
+
+def _check_dropouts(config: Config) -> None:
+    """Dropout probabilities (the head's and any temporal block's `dropout` option) lie in [0, 1)."""
+    rates = [("model.head.dropout", config["model"]["head"]["dropout"])]
+    rates += [(f"model.temporal[{i}].options.dropout", block["options"]["dropout"])
+              for i, block in enumerate(config["model"]["temporal"]) if "dropout" in block["options"]]
+    for path, rate in rates:
+        ok = isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 <= rate < 1
+        if not ok:
+            raise ConfigError(f"{config.where(path.split('[')[0])}: {path}: a dropout probability must lie in "
+                              f"[0, 1), got {rate!r}")
 
 
 def resolve(data: Mapping[str, Any], *, source: Mapping[str, str] | None = None, path: str | None = None,
@@ -519,21 +542,44 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None, *,
     return resolve(merged, source=src, path=str(path), check_components=check_components)
 
 
+def builtin_configs_root() -> Path:
+    """The folder of the built-in configs (the installed package, else the source tree's configs/)."""
+    try:
+        import affbench_configs
+
+        return Path(affbench_configs.__file__).parent
+    except ImportError:  # a source tree without the installed package
+        return Path(__file__).resolve().parents[2] / "configs"
+
+
+def builtin_config(name: str | Path) -> Path | None:
+    """The built-in config `name` (e.g. ``synthaffect/va/ours``, ``.yaml`` optional), or None."""
+    root = builtin_configs_root()
+    for candidate in (root / str(name), root / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def builtin_config_names() -> list[str]:
+    """Every built-in config name (path under the configs folder without ``.yaml``), suites excluded."""
+    root = builtin_configs_root()
+    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml")
+                  if p.name not in ("suite.yaml", "scale.yaml"))
+
+
 def find_config(name: str | Path) -> Path:
     """A config path: an existing file, or a built-in config such as ``synthaffect/va/ours`` (``.yaml`` optional)."""
     path = Path(name)
     if path.is_file():
         return path
-    try:
-        import affbench_configs
-
-        root = Path(affbench_configs.__file__).parent
-    except ImportError:  # a source tree without the installed package
-        root = Path(__file__).resolve().parents[2] / "configs"
-    for candidate in (root / str(name), root / f"{name}.yaml"):
-        if candidate.is_file():
-            return candidate
-    raise ConfigError(f"config not found: {name} (neither a file nor a built-in config under {root})")
+    found = builtin_config(name)
+    if found is not None:
+        return found
+    hint = difflib.get_close_matches(str(name).removesuffix(".yaml"), builtin_config_names(), n=1, cutoff=0.6)
+    raise ConfigError(f"config not found: {name} (neither a file nor a built-in config under "
+                      f"{builtin_configs_root()}, named like synthaffect/va/ours)"
+                      + (f". Did you mean '{hint[0]}'?" if hint else ""))
 
 
 def as_config(config: Config | Mapping[str, Any] | str | Path) -> Config:
@@ -560,10 +606,9 @@ def dump_resolved(config: Config | Mapping[str, Any], path: str | Path) -> Path:
                                                          else set()))
     header = "# affbench resolved config (every key; defaults filled in)\n"
     header += "".join(f"# from: {f}\n" for f in files)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(header + to_yaml(config), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    from affbench.train.run_dir import write_text_atomic
+
+    return write_text_atomic(path, header + to_yaml(config))
 
 
 def config_digest(config: Mapping[str, Any], sections: tuple[str, ...] | None = None) -> str:

@@ -331,14 +331,13 @@ def write_submission(task: Any, values: Mapping[str, np.ndarray], path: str | Pa
 def load_trained(checkpoint: str | Path, config: Any = None, *, device: torch.device | None = None):
     """(config, model, checkpoint dict) from a ``best.pt``/``last.pt`` (config from the checkpoint if not given)."""
     from affbench.train.checkpoints import CheckpointError, load_checkpoint
-    from affbench.train.config import as_config, resolve
+    from affbench.train.config import as_config
+    from affbench.train.run_checkpoints import checkpoint_config
     from affbench.train.trainer import build_model
 
     ckpt = load_checkpoint(checkpoint)
     if config is None:
-        if "config" not in ckpt:
-            raise CheckpointError(f"{checkpoint}: holds no config; pass the run's config file")
-        config = resolve(ckpt["config"], path=f"{checkpoint}:config")
+        config = checkpoint_config(checkpoint, ckpt)  # refuses a checkpoint foreign to its run folder
     else:
         config = as_config(config)
     feature_dim = ckpt.get("feature_dim") or config.get("feature_dim")

@@ -68,13 +68,14 @@ def prepare_backbone(config: Mapping[str, Any], inputs: StageInputs, *, quiet: b
     return backbone, cache.backbone_identity(spec, weights_id, backbone.preprocess), tuned
 
 
-def has_features(directory: Path, record: VideoRecord) -> bool:
-    """Whether the cache holds a feature for every face image of `record`."""
-    needed = {image for image in record.images if image}
+def has_features(directory: Path, record: VideoRecord, stamps: np.ndarray) -> bool:
+    """Whether the cache holds a feature for every face image of `record`, extracted from the image whose
+    stamp (size, mtime or content) is `stamps` today: a replaced image is extracted again."""
+    needed = {image: tuple(stamp) for image, stamp in zip(record.images, stamps.tolist(), strict=True) if image}
     if not needed:
         return True
     cached = cache.load_video_images(directory, record.video)
-    return cached is not None and needed <= cached
+    return cached is not None and all(cached.get(image) == stamp for image, stamp in needed.items())
 
 
 def cached_rows(directory: Path, record: VideoRecord) -> np.ndarray | None:
@@ -82,7 +83,7 @@ def cached_rows(directory: Path, record: VideoRecord) -> np.ndarray | None:
     stored = cache.load_video_features(directory, record.video)
     if stored is None:
         return None
-    images, features = stored
+    images, features, _ = stored
     row_of = {image: i for i, image in enumerate(images)}
     out = np.zeros((record.n_frames, features.shape[1]), dtype=np.float16)
     for i, image in enumerate(record.images):
@@ -110,7 +111,8 @@ def extract_features(config: Mapping[str, Any], *, fold: int | None, quiet: bool
         cache.write_manifest(directory, {"stage": "features", "key": key, "identity": identity,
                                          "dataset": inputs.dataset_provenance, "feature_dim": int(backbone.out_dim)})
     records = inputs.records if records is None else list(records)
-    missing = [r for r in records if not has_features(directory, r)]
+    stamps = inputs.stamps_of(records)
+    missing = [r for r in records if not has_features(directory, r, stamps[r.video])]
     extracted = 0
     if missing:
         extracted = extract_videos(config, inputs, backbone, directory, missing, quiet=quiet,
@@ -132,8 +134,9 @@ def extract_videos(config: Mapping[str, Any], inputs: StageInputs, backbone: nn.
     all_records = inputs.records if shard_records is None else list(shard_records)
     shards_dir = ensure_frame_shards(all_records, inputs.dataset, task=inputs.task,
                                      provenance=inputs.dataset_provenance, selection={"stage": "extract"},
-                                     quiet=quiet)
+                                     stamps=inputs.stamps_digest(all_records), quiet=quiet)
     wanted = {r.video: r for r in missing}
+    stamps = inputs.stamps_of(missing)
     expected = {v: [i + 1 for i, img in enumerate(r.images) if img] for v, r in wanted.items()}
     pending: dict[str, dict[int, np.ndarray]] = {v: {} for v in wanted}
     total = sum(len(f) for f in expected.values())
@@ -156,7 +159,8 @@ def extract_videos(config: Mapping[str, Any], inputs: StageInputs, backbone: nn.
             for video, frame, feature in zip(batch["video"], batch["frame"], features, strict=True):
                 pending[video][int(frame)] = feature
                 if len(pending[video]) == len(expected[video]):
-                    _store_video(directory, wanted[video], expected[video], pending.pop(video))
+                    _store_video(directory, wanted[video], expected[video], pending.pop(video),
+                                 stamps[video])
             done += len(batch["video"])
             bar.update(len(batch["video"]))
     unfinished = [v for v in pending if expected[v]]
@@ -170,17 +174,20 @@ def extract_videos(config: Mapping[str, Any], inputs: StageInputs, backbone: nn.
     return done
 
 
-def _store_video(directory: Path, record: VideoRecord, frames: list[int], features: dict[int, np.ndarray]) -> None:
+def _store_video(directory: Path, record: VideoRecord, frames: list[int], features: dict[int, np.ndarray],
+                 stamps: np.ndarray) -> None:
     images = [record.images[f - 1] for f in frames]
+    image_stamps = stamps[[f - 1 for f in frames]]
     stored = cache.load_video_features(directory, record.video)
     rows = np.stack([features[f] for f in frames])
     if stored is not None:  # keep images another task listed for this video and this one did not
-        old_images, old_rows = stored
+        old_images, old_rows, old_stamps = stored
         new = set(images)
         extra = [i for i, image in enumerate(old_images) if image not in new]
         images += [old_images[i] for i in extra]
         rows = np.concatenate([rows, old_rows[extra].astype(rows.dtype)])
-    cache.save_video_features(directory, record.video, images, rows)
+        image_stamps = np.concatenate([image_stamps, old_stamps[extra]])
+    cache.save_video_features(directory, record.video, images, rows, image_stamps)
 
 
 def video_features(features: FeatureSet, record: VideoRecord, policy: str) -> tuple[np.ndarray, np.ndarray]:
@@ -191,7 +198,8 @@ def video_features(features: FeatureSet, record: VideoRecord, policy: str) -> tu
     if has_image.any():
         rows = cached_rows(features.directory, record)
         if rows is None:
-            raise RuntimeError(f"video '{record.video}' has no cached features in {features.directory}")
+            raise ValueError(f"video '{record.video}': its cached features in {features.directory} are missing or "
+                             "were damaged (and removed); run the command again to extract them")
     else:
         rows = np.zeros((record.n_frames, features.feature_dim), dtype=np.float16)
     return apply_policy(rows.astype(np.float32), has_image, policy)
@@ -217,7 +225,8 @@ def build_window_shards(
     shaped_by = {} if selection is None else {"selection": dict(selection)}
     key = cache.stage_key("windows", features=features.key, task=component_spec(config["task"]), split=split,
                           fold=fold_side, videos=[r.video for r in records], window=int(data["window"]),
-                          stride=int(data["stride"]), missing_faces=policy, **shaped_by)
+                          stride=int(data["stride"]), missing_faces=policy,
+                          stamps=inputs.stamps_digest(records), **shaped_by)
     directory = cache.stage_dir("windows", key)
     manifest = cache.read_manifest(directory)
     if manifest is not None:

@@ -15,8 +15,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,10 @@ import numpy as np
 
 HOME_ENV = "AFFBENCH_HOME"
 # Bumped when the bytes a stage writes change meaning, so old cache entries are never read as new ones.
-FORMAT_VERSIONS = {"frames": 1, "finetune": 1, "features": 1, "windows": 1}
+FORMAT_VERSIONS = {"frames": 1, "finetune": 1, "features": 2, "windows": 1}
 MANIFEST = "manifest.json"
+
+log = logging.getLogger("affbench.cache")
 
 
 def cache_root() -> Path:
@@ -93,12 +97,21 @@ def feature_key(dataset_provenance: dict, identity: dict) -> str:
 
 
 def read_manifest(directory: str | Path) -> dict | None:
-    """The manifest of a complete cache entry, or None while the entry is missing or partial."""
+    """The manifest of a complete cache entry, or None while the entry is missing, partial or its manifest is
+    unreadable (then the entry is rebuilt: a damaged cache heals on the next run)."""
     path = Path(directory) / MANIFEST
     if not path.is_file():
         return None
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            manifest = json.load(fh)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        log.warning("cache manifest %s is unreadable (%s); rebuilding that entry", path, exc)
+        return None
+    if not isinstance(manifest, dict):
+        log.warning("cache manifest %s is not a JSON object; rebuilding that entry", path)
+        return None
+    return manifest
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -127,31 +140,59 @@ def _video_file(directory: Path, video: str) -> Path:
     return directory / f"{safe}.npz"
 
 
-def save_video_features(directory: str | Path, video: str, images: list[str], features: np.ndarray) -> None:
-    """Store one face track's features (float16 [k, D]) for its `images` (k relative paths), atomically."""
+def save_video_features(directory: str | Path, video: str, images: list[str], features: np.ndarray,
+                        stamps: np.ndarray) -> None:
+    """Store one face track's features (float16 [k, D]) for its `images` (k relative paths) and their stamps
+    (int64 [k, 2], see affbench.data.image_stamps), atomically. The .npz (a zip) keeps a crc32 per member, which
+    numpy verifies on every read: flipped bytes are found like a truncated file."""
     import io
 
     features = np.asarray(features, dtype=np.float16)
-    if features.ndim != 2 or features.shape[0] != len(images):
-        raise ValueError(f"video '{video}': {len(images)} images but features {features.shape}")
+    stamps = np.asarray(stamps, dtype=np.int64)
+    if features.ndim != 2 or features.shape[0] != len(images) or stamps.shape != (len(images), 2):
+        raise ValueError(f"video '{video}': {len(images)} images but features {features.shape} and stamps "
+                         f"{stamps.shape}")
     buffer = io.BytesIO()
-    np.savez(buffer, features=features, images=np.asarray(images, dtype=str), video=np.asarray(video))
+    np.savez(buffer, features=features, images=np.asarray(images, dtype=str), video=np.asarray(video),
+             stamps=stamps)
     atomic_write_bytes(_video_file(Path(directory), video), buffer.getvalue())
 
 
-def load_video_features(directory: str | Path, video: str) -> tuple[list[str], np.ndarray] | None:
-    """(images, features float16 [k, D]) of one face track, or None when it has not been extracted."""
+# What a damaged .npz raises: truncated or zero bytes (BadZipFile, EOFError), a bad member crc32 (BadZipFile),
+# a missing member (KeyError), a malformed array header (ValueError), or an unreadable file (OSError).
+_DAMAGED_NPZ = (zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError)
+
+
+def _read_npz(directory: str | Path, video: str, members: tuple[str, ...]) -> tuple | None:
+    """The named members of one face track's file; None when it is missing, or damaged (then it is deleted
+    with a warning naming it, and the caller extracts that video again)."""
     path = _video_file(Path(directory), video)
     if not path.is_file():
         return None
-    with np.load(path, allow_pickle=False) as data:
-        return [str(p) for p in data["images"]], data["features"]
-
-
-def load_video_images(directory: str | Path, video: str) -> set[str] | None:
-    """The images whose features a face track has in the cache (the feature array itself is not read)."""
-    path = _video_file(Path(directory), video)
-    if not path.is_file():
+    try:
+        with np.load(path, allow_pickle=False) as data:  # npz members load lazily: only these are read
+            return tuple(data[m] for m in members)
+    except _DAMAGED_NPZ as exc:
+        log.warning("cached features %s are damaged (%s: %s); extracting video '%s' again", path,
+                    type(exc).__name__, exc, video)
+        path.unlink(missing_ok=True)
         return None
-    with np.load(path, allow_pickle=False) as data:  # npz members load lazily: only the image list is read
-        return {str(p) for p in data["images"]}
+
+
+def load_video_features(directory: str | Path, video: str) -> tuple[list[str], np.ndarray, np.ndarray] | None:
+    """(images, features float16 [k, D], stamps int64 [k, 2]) of one face track, or None when it has not been
+    extracted (or its file was damaged)."""
+    found = _read_npz(directory, video, ("images", "features", "stamps"))
+    if found is None:
+        return None
+    images, features, stamps = found
+    return [str(p) for p in images], features, stamps
+
+
+def load_video_images(directory: str | Path, video: str) -> dict[str, tuple[int, int]] | None:
+    """{image: stamp} of the images whose features a face track has in the cache (features are not read)."""
+    found = _read_npz(directory, video, ("images", "stamps"))
+    if found is None:
+        return None
+    images, stamps = found
+    return {str(p): (int(a), int(b)) for p, (a, b) in zip(images, stamps.tolist(), strict=True)}

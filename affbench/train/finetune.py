@@ -127,6 +127,7 @@ def finetune_key(config: Mapping[str, Any], inputs: StageInputs, frames: Finetun
         fold=frames.fold,
         backbone=cache.backbone_identity(spec, backbone.weights_id, backbone.preprocess),
         options=options,
+        stamps=inputs.stamps_digest(inputs.train),  # a replaced training image trains new weights
     )
 
 
@@ -231,7 +232,7 @@ def finetune(config: Mapping[str, Any], *, fold: int | None, quiet: bool = False
         records, inputs.dataset, task=tasks_label, provenance=inputs.dataset_provenance,
         selection={"stage": "finetune", "fold": frames.fold, "max_frames": ft["max_frames"],
                    "seed": int(ft["seed"]), "labels": task.describe()},
-        quiet=quiet,
+        stamps=inputs.stamps_digest(records), quiet=quiet,
     )
     device = _device()
     head = _new_head(int(backbone.out_dim), int(task.out_dim))

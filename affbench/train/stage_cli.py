@@ -1,12 +1,11 @@
 """`affbench finetune CONFIG` and `affbench extract CONFIG`: the shared stages, run on their own.
 
-Both are idempotent: a second call with the same inputs finds its result in the cache and returns at once.
+Input errors are reported by the `affbench` entry point (one line, exit 2). Both are idempotent: a second call with the same inputs finds its result in the cache and returns at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 
 from affbench.train.config import ConfigError
 
@@ -41,15 +40,10 @@ def _load(args: argparse.Namespace):
 def _finetune(args: argparse.Namespace) -> int:
     from affbench.train.finetune import finetune
 
-    try:
-        config = _load(args)
-        if config.get("backbone") is None:
-            print(f"affbench finetune: {args.config}: backbone is null; nothing to fine-tune", file=sys.stderr)
-            return 2
-        result = finetune(config, fold=args.fold, quiet=bool(getattr(args, "quiet", False)))
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        print(f"affbench finetune: {exc}", file=sys.stderr)
-        return 2
+    config = _load(args)
+    if config.get("backbone") is None:
+        raise ConfigError(f"{config.where('backbone')}: backbone: is null; nothing to fine-tune")
+    result = finetune(config, fold=args.fold, quiet=bool(getattr(args, "quiet", False)))
     state = "reused" if result.reused else "trained"
     print(f"{state}: {result.weights_path}")
     print(f"weights_id: {result.weights_id}")
@@ -61,11 +55,7 @@ def _finetune(args: argparse.Namespace) -> int:
 def _extract(args: argparse.Namespace) -> int:
     from affbench.train.pipeline import prepare_window_shards
 
-    try:
-        data = prepare_window_shards(_load(args), fold=args.fold, quiet=bool(getattr(args, "quiet", False)))
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        print(f"affbench extract: {exc}", file=sys.stderr)
-        return 2
+    data = prepare_window_shards(_load(args), fold=args.fold, quiet=bool(getattr(args, "quiet", False)))
     prov = data.provenance
     print(f"features: {prov['features_dir']} (dim {data.feature_dim}, {prov['extracted_frames']} frames extracted "
           "now)")

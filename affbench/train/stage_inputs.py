@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from affbench.data.image_stamps import record_stamps, stamps_digest
+from affbench.data.record_checks import check_labels, faceless_videos
 from affbench.data.records import VideoRecord
 from affbench.train import feature_cache as cache
 
@@ -38,6 +40,24 @@ class StageInputs:
     train: list[VideoRecord]
     validation: list[VideoRecord]
     fold_info: dict
+    stamps: dict[str, np.ndarray]  # video -> stamps of its frames' images (affbench.data.image_stamps)
+
+    def stamps_of(self, records: Sequence[VideoRecord]) -> dict[str, np.ndarray]:
+        """{video: stamps of its frames' images} for exactly these records.
+
+        Records of this task's videos reuse the stamps taken when the inputs were loaded; others (another task's
+        records, merged multi-task records, unlabelled test videos) are stamped now, from their own images.
+        """
+        out = {}
+        for record in records:
+            known = self.stamps.get(record.video)
+            out[record.video] = known if known is not None and len(known) == record.n_frames else \
+                record_stamps(self.dataset.image_root, [record])[record.video]
+        return out
+
+    def stamps_digest(self, records: Sequence[VideoRecord]) -> str:
+        """Digest of the image stamps of `records`: part of every cache key built from their images."""
+        return stamps_digest(self.stamps_of(records), [r.video for r in records])
 
     @property
     def records(self) -> list[VideoRecord]:
@@ -87,6 +107,9 @@ def load_stage_inputs(config: Mapping[str, Any], fold: int | None, *, task: str 
     task = task or task_name(config)
     official_train = list(dataset.videos(task, "train"))
     official_val = list(dataset.videos(task, "validation"))
+    dataset_name = component_spec(data["dataset"])["name"]
+    check_labels([*official_train, *official_val], task, dataset_name)
+    faceless = faceless_videos([*official_train, *official_val], dataset_name, task)
     if fold is None:
         train, validation = official_train, official_val
         info: dict[str, Any] = {"fold": None, "split": "official"}
@@ -98,9 +121,11 @@ def load_stage_inputs(config: Mapping[str, Any], fold: int | None, *, task: str 
         folds, tasks = task_folds(dataset, task, k=k, seed=int(data["fold_seed"]))
         train, validation = split_records(records, folds[fold])
         info = {"fold": fold, "k": k, "seed": int(data["fold_seed"]), "split_over_tasks": tasks}
+    info["videos_without_images"] = faceless
     info["train"] = [r.video for r in train]
     info["validation"] = [r.video for r in validation]
-    return StageInputs(dataset, dataset_provenance(dataset), task, fold, train, validation, info)
+    stamps = record_stamps(dataset.image_root, [*official_train, *official_val])
+    return StageInputs(dataset, dataset_provenance(dataset), task, fold, train, validation, info, stamps)
 
 
 def select_frames(record: VideoRecord, keep: np.ndarray) -> VideoRecord:
@@ -121,14 +146,16 @@ def ensure_frame_shards(
     task: str,
     provenance: Mapping[str, Any],
     selection: Mapping[str, Any],
+    stamps: str,
     quiet: bool = False,
 ) -> Path:
-    """The frame-shard set of `records` (cached by dataset provenance, task, videos and `selection`)."""
+    """The frame-shard set of `records` (cached by dataset provenance, task, videos, `selection` and the
+    images' `stamps` digest, so a replaced image gives a new set)."""
     from affbench.data.frame_shards import write_frame_shards
 
     images = [(r.video, tuple(r.images)) for r in records]
     key = cache.stage_key("frames", dataset=provenance, task=task, selection=selection,
-                          images=cache.stable_hash(images, length=64))
+                          images=cache.stable_hash(images, length=64), stamps=stamps)
     directory = cache.stage_dir("frames", key)
     if cache.read_manifest(directory) is None:
         n_images = sum(int(r.has_image.sum()) for r in records)

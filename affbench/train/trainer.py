@@ -19,6 +19,7 @@ resume needs: model, optimizer, scheduler, step, epoch, position in the epoch, R
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -31,6 +32,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from affbench.preflight import check_run_folders
+from affbench.run_lock import run_folder_lock
 from affbench.train import distributed as D
 from affbench.train.checkpoints import (
     CheckpointError,
@@ -43,6 +46,7 @@ from affbench.train.checkpoints import (
 )
 from affbench.train.config import Config, as_config, config_digest
 from affbench.train.evaluate import run_windows, score, tune_thresholds, write_predictions_csv
+from affbench.train.run_checkpoints import restore_best_outputs
 from affbench.train.run_dir import prepare_run_dir, run_dir_path, write_json, write_metrics_csv
 from affbench.train.schedule import build_scheduler
 
@@ -178,7 +182,11 @@ def train(config: Config | Mapping[str, Any] | str | Path, *, fold: int | None =
     # train.threads is process-wide in torch: give the caller (a suite, a notebook) its setting back.
     threads_before = torch.get_num_threads()
     try:
-        return _train(config, fold=fold, out_dir=Path(out_dir), resume=resume, quiet=quiet, data=data, info=info)
+        check_run_folders(out_dir, cache=data is None)  # before stages 1-2, not after them
+        # One process per run folder: a second run of this row (another seed, another suite) is refused.
+        with run_folder_lock(run_dir_path(out_dir, config, fold)) if info.is_main else contextlib.nullcontext():
+            return _train(config, fold=fold, out_dir=Path(out_dir), resume=resume, quiet=quiet, data=data,
+                          info=info)
     finally:
         torch.set_num_threads(threads_before)
         if started_group and D.is_distributed():
@@ -268,7 +276,8 @@ def _train(config: Config, *, fold: int | None, out_dir: Path, resume: bool, qui
             save_checkpoint({"model": model_state(model), "optimizer": optimizer.state_dict(),
                              "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                              "state": dict(state), "rng": rng, "config_digest": digest,
-                             "world_size": info.world_size}, last_path)
+                             "world_size": info.world_size, "config": config.to_dict(),
+                             "feature_dim": feature_dim, "fold": fold}, last_path)
 
     def score_split(shards: Any, *, tune: bool = False, thresholds: Any = None) -> tuple[dict, dict, Any, Any]:
         """(metrics, values, outputs, thresholds) of the current model on a whole split."""
@@ -409,6 +418,10 @@ def _train(config: Config, *, fold: int | None, out_dir: Path, resume: bool, qui
         "epochs_run": len(state["history"]), "steps": state["step"],
         "seconds": time.perf_counter() - t_run, "world_size": info.world_size,
     }
+    if best_values is None and state["best_epoch"] is not None:  # resumed after its best epoch
+        best_values, best_outputs = restore_best_outputs(
+            best_path, unwrap_model(model), val_shards, best_epoch=state["best_epoch"],
+            thresholds=state["thresholds"], ecfg=ecfg, amp=tcfg["amp"], device=device, info=info, quiet=quiet)
     if info.is_main:
         if best_values is not None and best_outputs is not None:
             write_predictions_csv(task, best_outputs, best_values, run_dir / "predictions.validation.csv")
