@@ -232,17 +232,24 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(out)
 
 
-def render_markdown(tables: Mapping[str, Any], *, title: str, legend_lines: Sequence[str] = (),
-                    plots: Sequence[str] = (), notes: Sequence[str] = ()) -> str:
-    """The report as Markdown: how to read it, the tables, notes, and links to the plots."""
+def tables_markdown(tables: Mapping[str, Any], *, legend_lines: Sequence[str] = (), level: int = 2) -> str:
+    """How to read the tables, then the tables, as Markdown with headings of `level` (what a README quotes)."""
     titles = _titles(tables)
-    parts = [f"# {title}", ""]
+    hashes = "#" * level
+    parts: list[str] = []
     if legend_lines:
-        parts += ["## How to read the tables", "", *(f"- {line}" for line in legend_lines), ""]
+        parts += [f"{hashes} How to read the tables", "", *(f"- {line}" for line in legend_lines), ""]
     for key in ("table1", "table2", "table3"):
         table = tables[key]
         if table["rows"]:
-            parts += [f"## {titles[key]}", "", markdown_table(table["header"], _all_rows(table)), ""]
+            parts += [f"{hashes} {titles[key]}", "", markdown_table(table["header"], _all_rows(table)), ""]
+    return "\n".join(parts)
+
+
+def render_markdown(tables: Mapping[str, Any], *, title: str, legend_lines: Sequence[str] = (),
+                    plots: Sequence[str] = (), notes: Sequence[str] = ()) -> str:
+    """The report as Markdown: how to read it, the tables, notes, and links to the plots."""
+    parts = [f"# {title}", "", tables_markdown(tables, legend_lines=legend_lines)]
     if notes:
         parts += ["## Notes", "", *(f"- {n}" for n in notes), ""]
     if plots:
@@ -310,6 +317,7 @@ def write_report(runs: Sequence[Mapping[str, Any]], out_dir: str | Path, *, titl
         "differences": numbers.differences_json(),
         "selection": {row: numbers.row_selection(row) for row in numbers.rows()},
         "legend": legend(numbers), "plots": plot_files, "notes": list(notes),
+        "tables_markdown": tables_markdown(tables, legend_lines=legend(numbers), level=4),
         "runs": [{**{k: run.get(k) for k in ("name", "task", "fold", "seed", "metrics", "run_dir")},
                   "select": selection_mode(run)} for run in runs],
     }
