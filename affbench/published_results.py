@@ -21,7 +21,7 @@ from typing import Any
 RESULTS_FILE = "results.json"
 FORMAT = "affbench-results"
 FORMAT_VERSION = 1
-BEGIN = "<!-- results:begin (written by `affbench suite publish`; do not edit by hand) -->"
+BEGIN = "<!-- results:begin (written by `affbench publish`; do not edit by hand) -->"
 END = "<!-- results:end -->"
 
 
