@@ -217,9 +217,8 @@ def plan_runs(suite: Suite, *, folds: str | None = None, overrides: Mapping[str,
     from affbench.train.config import load_config
 
     seeds: list[int | None] = list(suite.seeds) if suite.seeds else [None]
-    configs = {seed: [load_config(p, {**suite.overrides, **(overrides or {}),
-                                      **({k: seed for k in SEED_KEYS} if seed is not None else {})})
-                      for p in suite.configs] for seed in seeds}
+    configs = {seed: [load_config(p, run_overrides(suite, seed, overrides)) for p in suite.configs]
+               for seed in seeds}
     per_config = [parse_folds(folds if folds is not None else suite.folds, int(c["data"]["folds"]),
                               where="--folds" if folds is not None else f"{suite.path}: folds")
                   for c in configs[seeds[0]]]
@@ -228,6 +227,12 @@ def plan_runs(suite: Suite, *, folds: str | None = None, overrides: Mapping[str,
         for seed in seeds:
             planned += [(c, fold, seed) for c, fs in zip(configs[seed], per_config, strict=True) if fold in fs]
     return planned
+
+
+def run_overrides(suite: Suite, seed: int | None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The dotted overrides a suite applies to each config of one seed: the suite's, then `overrides`, then the
+    seed keys."""
+    return {**suite.overrides, **(overrides or {}), **({k: seed for k in SEED_KEYS} if seed is not None else {})}
 
 
 def seed_out_dir(out_dir: str | Path, seed: int | None) -> Path:
@@ -263,23 +268,50 @@ def run_suite(suite: Suite, out_dir: str | Path, *, folds: str | None = None, da
 
     `quiet` silences progress; `echo` prints the report's tables.
     """
-    from affbench.run_lock import run_folder_lock
-    from affbench.train.run_dir import plugin_versions, run_dir_path, write_json
-
     out_dir = Path(out_dir)
     started = time.time()
     planned = plan_runs(suite, folds=folds, overrides=data_overrides(data, root))
     preflight_suite(planned, out_dir)
     runs: list[dict[str, Any]] = []
     for i, (config, fold, seed) in enumerate(planned):
-        run_out = seed_out_dir(out_dir, seed)
-        run_dir = run_dir_path(run_out, config, fold)
-        label = (f"[{i + 1}/{len(planned)}] {config['task']['name']}/{config['name']} fold {fold}"
-                 f"{'' if seed is None else f' seed {seed}'}")
-        # Another suite on this --out may be training the row: wait for it, then find its metrics.json.
-        with run_folder_lock(run_dir, wait=True):
-            row = _run_row(config, fold, run_dir, label, out_dir=run_out, force=force, quiet=quiet)
-        runs.append(row)
+        runs.append(run_one(config, fold, seed, out_dir, label=run_label(config, fold, seed, i, len(planned)),
+                            force=force, quiet=quiet))
+    return write_suite_outputs(suite, out_dir, planned, runs, data=data, root=root, force=force, started=started,
+                               report=report, plots=plots, echo=echo)
+
+
+def run_one(config: Any, fold: int, seed: int | None, out_dir: Path, *, label: str, force: bool, quiet: bool,
+            lock: bool = True) -> dict[str, Any]:
+    """Train one planned run into its folder under `out_dir` (or skip it when finished); its suite record.
+
+    `lock` holds the run folder meanwhile: another suite on this --out may be training the row, so this waits
+    for it and then finds its metrics.json. Ranks other than 0 of a data-parallel run pass False (rank 0 holds
+    it for them).
+    """
+    import contextlib
+
+    from affbench.run_lock import run_folder_lock
+    from affbench.train.run_dir import run_dir_path
+
+    run_out = seed_out_dir(out_dir, seed)
+    run_dir = run_dir_path(run_out, config, fold)
+    with run_folder_lock(run_dir, wait=True) if lock else contextlib.nullcontext():
+        return _run_row(config, fold, run_dir, label, out_dir=run_out, force=force, quiet=quiet)
+
+
+def run_label(config: Any, fold: int, seed: int | None, index: int, total: int) -> str:
+    """How progress lines name a run: ``[3/15] va/ours fold 0 seed 1``."""
+    return (f"[{index + 1}/{total}] {config['task']['name']}/{config['name']} fold {fold}"
+            f"{'' if seed is None else f' seed {seed}'}")
+
+
+def write_suite_outputs(suite: Suite, out_dir: Path, planned: Sequence[tuple[Any, int, int | None]],
+                        runs: list[dict[str, Any]], *, data: str | None, root: str | Path | None, force: bool,
+                        started: float, report: bool = True, plots: bool = True, echo: bool = True
+                        ) -> dict[str, Any]:
+    """suite.json and the report of finished `runs` (one record per planned run, from `_run_row`); whoever ran
+    them (this process, or a cluster's jobs) gathers them here. Returns suite.json's record."""
+    from affbench.train.run_dir import plugin_versions, write_json
 
     record = {
         "suite": suite.name,
