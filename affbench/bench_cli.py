@@ -134,8 +134,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                     "the goals, and optionally the projected time of Aff-Wild2-sized work. Arguments after "
                     "'--' are passed to pytest (e.g. -- --benchmark-autosave).")
     parser.add_argument("--json", metavar="PATH", help="also keep pytest-benchmark's JSON results in PATH")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="run the models on the CPU or the GPU (cuda: AMP bf16, synchronised timing)")
+    from affbench.devices import device_arg
+
+    parser.add_argument("--device", default="cpu", type=device_arg,
+                        help="run the models on cpu (default), cuda or cuda:N (AMP bf16, synchronised timing)")
     parser.add_argument("--projection", action="store_true",
                         help="print the projected time of Aff-Wild2 extraction and 5-fold training on this machine")
     parser.add_argument("--epochs", type=int, default=None,

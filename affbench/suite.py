@@ -192,6 +192,11 @@ def parse_folds(spec: Any, k: int, *, where: str = "--folds") -> list[int]:
     return sorted(set(folds))
 
 
+def suite_overrides(data: str | None, root: str | Path | None, device: str | None = None) -> dict[str, Any]:
+    """Config overrides of a suite command's `--data` / `--root` / `--device` (none when none is given)."""
+    return {**data_overrides(data, root), **({"device": device} if device else {})}
+
+
 def data_overrides(data: str | None, root: str | Path | None) -> dict[str, Any]:
     """Config overrides for `--data` / `--root` (none when neither is given)."""
     if data is None:
@@ -262,22 +267,23 @@ def _run_record(config: Any, fold: int, run_dir: Path, metrics: Mapping[str, Any
 
 
 def run_suite(suite: Suite, out_dir: str | Path, *, folds: str | None = None, data: str | None = None,
-              root: str | Path | None = None, force: bool = False, quiet: bool = False,
+              root: str | Path | None = None, device: str | None = None, force: bool = False, quiet: bool = False,
               report: bool = True, plots: bool = True, echo: bool = True) -> dict[str, Any]:
     """Run every (config, fold) of `suite` into `out_dir`, write suite.json and the report; returns suite.json.
 
-    `quiet` silences progress; `echo` prints the report's tables.
+    `device` overrides every config's (see affbench.devices); `quiet` silences progress; `echo` prints the
+    report's tables.
     """
     out_dir = Path(out_dir)
     started = time.time()
-    planned = plan_runs(suite, folds=folds, overrides=data_overrides(data, root))
+    planned = plan_runs(suite, folds=folds, overrides=suite_overrides(data, root, device))
     preflight_suite(planned, out_dir)
     runs: list[dict[str, Any]] = []
     for i, (config, fold, seed) in enumerate(planned):
         runs.append(run_one(config, fold, seed, out_dir, label=run_label(config, fold, seed, i, len(planned)),
                             force=force, quiet=quiet))
-    return write_suite_outputs(suite, out_dir, planned, runs, data=data, root=root, force=force, started=started,
-                               report=report, plots=plots, echo=echo)
+    return write_suite_outputs(suite, out_dir, planned, runs, data=data, root=root, device=device, force=force,
+                               started=started, report=report, plots=plots, echo=echo)
 
 
 def run_one(config: Any, fold: int, seed: int | None, out_dir: Path, *, label: str, force: bool, quiet: bool,
@@ -306,8 +312,8 @@ def run_label(config: Any, fold: int, seed: int | None, index: int, total: int) 
 
 
 def write_suite_outputs(suite: Suite, out_dir: Path, planned: Sequence[tuple[Any, int, int | None]],
-                        runs: list[dict[str, Any]], *, data: str | None, root: str | Path | None, force: bool,
-                        started: float, report: bool = True, plots: bool = True, echo: bool = True
+                        runs: list[dict[str, Any]], *, data: str | None, root: str | Path | None,
+                        device: str | None = None, force: bool, started: float, report: bool = True, plots: bool = True, echo: bool = True
                         ) -> dict[str, Any]:
     """suite.json and the report of finished `runs` (one record per planned run, from `_run_row`); whoever ran
     them (this process, or a cluster's jobs) gathers them here. Returns suite.json's record."""
@@ -322,7 +328,7 @@ def write_suite_outputs(suite: Suite, out_dir: Path, planned: Sequence[tuple[Any
         "bootstrap": _bootstrap_settings(suite).to_dict(),
         "data": {"choice": data or "synthaffect (suite configs)", "root": None if root is None else str(root),
                  "datasets": _datasets(runs)},
-        "overrides": {**suite.overrides, **data_overrides(data, root)},
+        "overrides": {**suite.overrides, **suite_overrides(data, root, device)},
         "force": force,
         "environment": {**plugin_versions(), "machine": platform.machine(), "processor": platform.processor()},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
@@ -398,8 +404,10 @@ def _same_config(run_dir: Path, config: Any) -> bool:
     path = run_dir / "config.resolved.yaml"
     if not path.is_file():
         return True  # nothing there yet: a fresh run, which may resume its own last.pt
-    saved = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return json.loads(json.dumps(saved)) == json.loads(json.dumps(config.to_dict()))
+    saved = json.loads(json.dumps(yaml.safe_load(path.read_text(encoding="utf-8"))))
+    # Where a run ran does not change what it is: a row trained on the CPU is not retrained for --device cuda.
+    saved.pop("device", None)
+    return saved == {k: v for k, v in json.loads(json.dumps(config.to_dict())).items() if k != "device"}
 
 
 def _read_json(path: Path) -> dict[str, Any]:

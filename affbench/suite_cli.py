@@ -27,6 +27,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="retrain rows that already have final metrics")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+    from affbench.devices import add_device_argument
+
+    add_device_argument(p)
     p.add_argument("--plan", action="store_true",
                    help="print every stage job and run as one JSON line (its command, run folder and cache keys) "
                         "and run nothing")
@@ -62,7 +65,7 @@ def _suite(args: argparse.Namespace) -> int:
     # Input errors (SuiteError, ConfigError, a missing dataset ...) are reported by the `affbench` entry point.
     suite = resolve_suite(args.name, args.data)
     out = Path(args.out) if args.out else Path(DEFAULT_OUT) / suite.name
-    where = {"folds": args.folds, "data": args.data, "root": args.root}
+    where = {"folds": args.folds, "data": args.data, "root": args.root, "device": args.device}
     if args.plan:
         from affbench.suite_plan import plan_suite
 

@@ -118,7 +118,8 @@ def _wait(jobs: list[tuple[str, Any]]) -> list[Any]:
 
 def launch_suite(suite: Suite, out_dir: str | Path, *, cluster: str = "slurm", partition: str | None = None,
                  gpus_per_run: int = 1, timeout_min: int = 24 * 60, folds: str | None = None,
-                 data: str | None = None, root: str | Path | None = None, force: bool = False, quiet: bool = False,
+                 data: str | None = None, root: str | Path | None = None, device: str | None = None,
+                 force: bool = False, quiet: bool = False,
                  report: bool = True, plots: bool = True, echo: bool = True) -> dict[str, Any]:
     """Run `suite` as submitit jobs (stage jobs, then run jobs), then write suite.json and the report."""
     if gpus_per_run < 0:
@@ -126,7 +127,7 @@ def launch_suite(suite: Suite, out_dir: str | Path, *, cluster: str = "slurm", p
     _submitit()
     out_dir = Path(out_dir)
     started = time.time()
-    plan: SuitePlan = plan_suite(suite, out_dir, folds=folds, data=data, root=root)
+    plan: SuitePlan = plan_suite(suite, out_dir, folds=folds, data=data, root=root, device=device)
     planned = [(r.config, r.fold, r.seed) for r in plan.runs]
     preflight_suite(planned, out_dir)
     common = {"cluster": cluster, "partition": partition, "gpus_per_run": gpus_per_run, "timeout_min": timeout_min}
@@ -148,8 +149,8 @@ def launch_suite(suite: Suite, out_dir: str | Path, *, cluster: str = "slurm", p
                     for label, r in zip(labels, plan.runs, strict=True)]
     _progress(quiet, f"suite '{suite.name}': {len(run_jobs)} run job(s) submitted to {cluster}")
     runs = _wait(run_jobs)
-    return write_suite_outputs(suite, out_dir, planned, runs, data=data, root=root, force=force, started=started,
-                               report=report, plots=plots, echo=echo)
+    return write_suite_outputs(suite, out_dir, planned, runs, data=data, root=root, device=device, force=force,
+                               started=started, report=report, plots=plots, echo=echo)
 
 
 def _run_args(run: PlannedRun, label: str, force: bool, quiet: bool) -> tuple:

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from affbench.suite import Suite, data_overrides, plan_runs, run_overrides, seed_out_dir
+from affbench.suite import Suite, plan_runs, run_overrides, seed_out_dir, suite_overrides
 
 
 @dataclasses.dataclass
@@ -96,11 +96,11 @@ def _set_args(overrides: Mapping[str, Any]) -> list[str]:
 
 
 def plan_suite(suite: Suite, out_dir: str | Path, *, folds: str | None = None, data: str | None = None,
-               root: str | Path | None = None) -> SuitePlan:
+               root: str | Path | None = None, device: str | None = None) -> SuitePlan:
     """Every run of `suite` with its stage entries, and the distinct stage jobs (in first-needed order)."""
     from affbench.train.run_dir import run_dir_path
 
-    extra = data_overrides(data, root)
+    extra = suite_overrides(data, root, device)
     keys = _StageKeys()
     stages: dict[str, StageJob] = {}
     runs: list[PlannedRun] = []

@@ -34,22 +34,17 @@ class DistInfo:
         return self.world_size > 1
 
 
-def default_device(local_rank: int = 0) -> torch.device:
-    """cuda:<local_rank> when a GPU is visible, else cpu (AFFBENCH_DEVICE overrides)."""
-    forced = os.environ.get("AFFBENCH_DEVICE")
-    if forced:
-        return torch.device(forced)
-    if torch.cuda.is_available():
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
+def init_distributed(device: str | None = None) -> DistInfo:
+    """Join the process group torchrun describes (once); a plain single process when WORLD_SIZE is unset or 1.
 
+    `device` is the request (see affbench.devices): the GPU of this local rank unless it says otherwise.
+    """
+    from affbench.devices import resolve_device
 
-def init_distributed() -> DistInfo:
-    """Join the process group torchrun describes (once); a plain single process when WORLD_SIZE is unset or 1."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = default_device(local_rank)
+    device = resolve_device(device, local_rank)
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":

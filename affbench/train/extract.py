@@ -25,6 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from affbench.data.records import VideoRecord
+from affbench.devices import resolve_device
 from affbench.train import feature_cache as cache
 from affbench.train.finetune import (
     backbone_threads,
@@ -129,7 +130,7 @@ def extract_videos(config: Mapping[str, Any], inputs: StageInputs, backbone: nn.
     all folds reuse), which must include the `missing` ones.
     """
     ex = config["extract"]
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(config["device"])
     amp = bool(ex["amp"]) and device.type == "cuda"
     all_records = inputs.records if shard_records is None else list(shard_records)
     shards_dir = ensure_frame_shards(all_records, inputs.dataset, task=inputs.task,

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from affbench.devices import resolve_device
 from affbench.train import feature_cache as cache
 from affbench.train.frame_batches import batch_to_input, frame_batches
 from affbench.train.multitask_labels import MultiTaskLabels
@@ -182,10 +183,6 @@ def backbone_threads() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def load_finetuned(backbone: nn.Module, weights_path: str | Path) -> nn.Module:
     """Load fine-tuned weights (a safetensors state dict) into `backbone`; every key must match."""
     from safetensors.torch import load_file
@@ -234,7 +231,7 @@ def finetune(config: Mapping[str, Any], *, fold: int | None, quiet: bool = False
                    "seed": int(ft["seed"]), "labels": task.describe()},
         stamps=inputs.stamps_digest(records), quiet=quiet,
     )
-    device = _device()
+    device = resolve_device(config["device"])
     head = _new_head(int(backbone.out_dim), int(task.out_dim))
     model = nn.ModuleDict({"backbone": backbone, "head": head}).to(device)
     task = task.to(device)

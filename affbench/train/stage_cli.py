@@ -19,6 +19,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="override a config key, e.g. --set finetune.epochs=2 (repeatable; values read as YAML)")
     parser.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+    from affbench.devices import add_device_argument
+
+    add_device_argument(parser)
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -31,10 +34,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from affbench.train.cli import parse_overrides
+    from affbench.train.cli import device_overrides, parse_overrides
     from affbench.train.config import find_config, load_config
 
-    return load_config(find_config(args.config), parse_overrides(args.set))
+    return load_config(find_config(args.config), {**parse_overrides(args.set), **device_overrides(args)})
 
 
 def _finetune(args: argparse.Namespace) -> int:

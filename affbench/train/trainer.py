@@ -178,7 +178,7 @@ def train(config: Config | Mapping[str, Any] | str | Path, *, fold: int | None =
     """Train stage 3 for one config and fold; returns the final metrics (also in ``<run dir>/metrics.json``)."""
     config = as_config(config)
     started_group = not D.is_distributed()
-    info = D.init_distributed()
+    info = D.init_distributed(config["device"])
     # train.threads is process-wide in torch: give the caller (a suite, a notebook) its setting back.
     threads_before = torch.get_num_threads()
     try:
@@ -216,7 +216,7 @@ def _train(config: Config, *, fold: int | None, out_dir: Path, resume: bool, qui
         shard_provenance = {"train": train_shards.provenance, "validation": val_shards.provenance,
                             **({"selection": pick_shards.provenance} if pick_split == "selection" else {})}
         prepare_run_dir(run_dir, config, seed=seed, fold=fold, fold_manifest=_fold_manifest(data),
-                        provenance={**shard_provenance, "select": selection,
+                        provenance={**shard_provenance, "select": selection, "device": str(device),
                                     **({"data": dict(data.provenance)} if isinstance(
                                         getattr(data, "provenance", None), Mapping) else {})})
 
