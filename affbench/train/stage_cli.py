@@ -47,6 +47,8 @@ def _finetune(args: argparse.Namespace) -> int:
     if config.get("backbone") is None:
         raise ConfigError(f"{config.where('backbone')}: backbone: is null; nothing to fine-tune")
     result = finetune(config, fold=args.fold, quiet=bool(getattr(args, "quiet", False)))
+    if not _is_main():
+        return 0
     state = "reused" if result.reused else "trained"
     print(f"{state}: {result.weights_path}")
     print(f"weights_id: {result.weights_id}")
@@ -59,6 +61,8 @@ def _extract(args: argparse.Namespace) -> int:
     from affbench.train.pipeline import prepare_window_shards
 
     data = prepare_window_shards(_load(args), fold=args.fold, quiet=bool(getattr(args, "quiet", False)))
+    if not _is_main():
+        return 0
     prov = data.provenance
     print(f"features: {prov['features_dir']} (dim {data.feature_dim}, {prov['extracted_frames']} frames extracted "
           "now)")
@@ -68,3 +72,10 @@ def _extract(args: argparse.Namespace) -> int:
               f"{counts['frames']} frames; {faces['frames_without_face']} without a face, policy "
               f"'{faces['policy']}')")
     return 0
+
+
+def _is_main() -> bool:
+    """Whether this process prints: the only one, or rank 0 under torchrun."""
+    from affbench.train import distributed as D
+
+    return D.rank() == 0

@@ -99,19 +99,13 @@ def open_window_shards(config: Config, data: Any, split: str):
 
 
 def window_data(config: Config, *, fold: int | None, quiet: bool, data: Any = None) -> Any:
-    """The config's window shards (prepared once by rank 0; other ranks then find them in the cache)."""
+    """The config's window shards, stages 1 and 2 run (or found in the cache) by every rank together."""
     if data is not None:
         return data
     from affbench.train.pipeline import prepare_window_shards
 
-    if D.is_distributed():
-        if D.init_distributed().is_main:
-            data = prepare_window_shards(config, fold=fold, quiet=quiet)
-        D.barrier()
-        if data is None:
-            data = prepare_window_shards(config, fold=fold, quiet=True)
-        return data
-    return prepare_window_shards(config, fold=fold, quiet=quiet)
+    # Under torchrun every rank takes part: stage 1 is data-parallel, stage 2 shares the videos out.
+    return prepare_window_shards(config, fold=fold, quiet=quiet or not D.init_distributed().is_main)
 
 
 # The split each train.select mode scores after every epoch, and the prefix of its metrics.csv columns.
