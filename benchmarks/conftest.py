@@ -82,6 +82,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "device_option": config.getoption("--device"),
+        "quick": bool(config.getoption("--quick")),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "platform": platform.platform(),
         # pytest-benchmark asks for the machine info when it writes the results, i.e. at the end.
