@@ -357,3 +357,36 @@ def report(results: Sequence[Result], machine: Mapping[str, Any], *, projection:
     if projection:
         parts += ["", format_projection(results, epochs=epochs)]
     return "\n".join(parts)
+
+
+# -- the paper suite on Aff-Wild2 -----------------------------------------------------------------------------------
+
+AFFWILD2_FINETUNE_FRAMES_PER_FOLD = 1_600_000  # the expression-labelled training frames stage 1 learns from
+PAPER_SUITE_ROWS = 5  # ours, wo_finetune, wo_tcn, wo_temporal_encoder, baseline
+PAPER_SUITE_TASKS = 3
+PAPER_SUITE_FINETUNED_ROWS = 3  # ours, wo_tcn, wo_temporal_encoder read the fold's fine-tuned backbone
+
+
+def paper_suite_projection(*, finetune_fps: float | None, extract_fps: float | None, train_windows_per_s: float | None,
+                           inference_fps: float | None, epochs: int = 20, finetune_epochs: int = 1,
+                           stride: int = 200) -> dict[str, Any]:
+    """Hours of `affbench suite paper --data affwild2` (5 rows x 3 tasks x 5 folds = 75 runs) from four rates.
+
+    Stage 1: one fine-tune per fold (configs/paper: ``finetune.tasks: [expr]`` shares it over the tasks).
+    Stage 2: each fold's fine-tuned backbone extracts every frame, and the pretrained one (wo_finetune, baseline)
+    once for all folds. Stage 3: every run trains ``epochs`` epochs at the rate of the full model (the lighter
+    rows are counted at that rate: an upper bound) and scores one fold's validation frames per epoch.
+    """
+    folds, runs = FOLDS, PAPER_SUITE_ROWS * PAPER_SUITE_TASKS * FOLDS
+    work = {
+        "stage1_finetune": (folds * finetune_epochs * AFFWILD2_FINETUNE_FRAMES_PER_FOLD, finetune_fps, "frames"),
+        "stage2_extract": ((folds + 1) * AFFWILD2_FRAMES_TO_EXTRACT, extract_fps, "frames"),
+        "stage3_train": (runs * epochs * windows_per_fold(stride=stride), train_windows_per_s, "windows"),
+        "stage3_score": (runs * epochs * AFFWILD2_VALIDATION_FRAMES_PER_FOLD, inference_fps, "frames"),
+    }
+    stages = {name: {"amount": amount, "unit": unit, "rate": rate,
+                     "hours": None if not rate else amount / rate / 3600}
+              for name, (amount, rate, unit) in work.items()}
+    hours = [s["hours"] for s in stages.values()]
+    return {"runs": runs, "folds": folds, "epochs": epochs, "stages": stages,
+            "total_hours": None if any(h is None for h in hours) else sum(hours)}

@@ -204,3 +204,32 @@ def test_bench_config_profiles_the_configs_own_components(home, synth_root, tmp_
         "stage 3 training step"])
     assert work["stage 1: fine-tune"]["amount"] == 48  # finetune.max_frames x 1 epoch
     assert not (home / "cache" / "features").exists()  # the extraction ran in a throwaway cache
+
+
+def test_paper_suite_projection_counts_the_suites_work():
+    p = P.paper_suite_projection(finetune_fps=1000.0, extract_fps=5000.0, train_windows_per_s=100.0,
+                                 inference_fps=None, epochs=20)
+    assert p["runs"] == 75 and p["total_hours"] is None  # a stage without a rate: no total
+    stages = p["stages"]
+    assert stages["stage1_finetune"]["amount"] == 5 * 1_600_000  # one shared fine-tune per fold
+    assert stages["stage2_extract"]["amount"] == 6 * 3_000_000  # five fine-tuned backbones and the pretrained one
+    assert stages["stage1_finetune"]["hours"] == pytest.approx(8_000_000 / 1000 / 3600)
+    assert stages["stage3_train"]["amount"] == 75 * 20 * P.windows_per_fold()
+    full = P.paper_suite_projection(finetune_fps=1000.0, extract_fps=5000.0, train_windows_per_s=100.0,
+                                    inference_fps=1e5, epochs=20)
+    assert full["total_hours"] == pytest.approx(sum(s["hours"] for s in full["stages"].values()))
+
+
+def test_gpu_check_refuses_without_a_gpu(capsys):
+    import importlib.util
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: the check would run")
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--out", "unused.json"]) == 2
+    assert "no CUDA GPU is visible" in capsys.readouterr().err
