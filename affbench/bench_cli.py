@@ -47,7 +47,7 @@ def find_suite_dir(explicit: str | None = None) -> Path:
 def pytest_command(suite_dir: Path, json_path: Path, args: argparse.Namespace, extra: list[str]) -> list[str]:
     """The pytest command line that runs the suites and writes `json_path`."""
     cmd = [sys.executable, "-m", "pytest", str(suite_dir), "-p", "no:cacheprovider", "-q",
-           f"--benchmark-json={json_path}", f"--device={args.device}"]
+           f"--benchmark-json={json_path}", f"--device={args.device or 'cpu'}"]
     if args.quick:
         cmd.append("--quick")
     if args.temporal_batch is not None:
@@ -80,6 +80,8 @@ def run_bench(args: argparse.Namespace) -> int:
     """Run (or read) the suites and print the report; the exit code is pytest's (0 when only printing)."""
     from affbench.projection import BenchmarkFileError, load_results, report
 
+    if args.config:
+        return run_config_profile(args)
     try:
         extra = _check_args(args)
         if args.from_json:
@@ -109,7 +111,7 @@ def run_bench(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     # The suites run from the checkout root, so pytest-benchmark's --benchmark-autosave folder (.benchmarks/)
     # is the same wherever `affbench bench` was started.
-    code = subprocess.call(cmd, cwd=suite_dir.parent)
+    code = _run_pytest(cmd, suite_dir.parent, verbose=args.verbose)
     seconds = time.perf_counter() - started
     try:
         results, machine = load_results(json_path)
@@ -125,6 +127,36 @@ def run_bench(args: argparse.Namespace) -> int:
     return code
 
 
+def _run_pytest(cmd: list[str], cwd: Path, *, verbose: bool) -> int:
+    """Run the suites; pytest's own output (pytest-benchmark's wide tables) shows with --verbose, or when pytest
+    fails (then its last lines say why). The summary affbench prints is the figure to read."""
+    if verbose:
+        return subprocess.call(cmd, cwd=cwd)
+    proc = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode:
+        print("\n".join(proc.stdout.splitlines()[-60:]))
+    return proc.returncode
+
+
+def run_config_profile(args: argparse.Namespace) -> int:
+    """``bench --config FILE``: the config's own components measured, one run of it projected."""
+    from affbench.config_profile import format_profile, profile_config
+    from affbench.train.cli import parse_overrides
+    from affbench.train.config import find_config, load_config
+
+    if args.from_json or args.select or args.pytest_args:
+        raise BenchUsageError("--config profiles one config: it takes no --from-json, -k or pytest arguments")
+    config = load_config(find_config(args.config), parse_overrides(args.set))
+    profile = profile_config(config, device=args.device, quick=args.quick)  # no --device: the config's own
+    print(format_profile(profile, quick=args.quick))
+    if args.json:
+        from affbench.train.run_dir import write_json
+
+        write_json(Path(args.json), profile.to_dict())
+        print(f"\nresults in {args.json}")
+    return 0
+
+
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``affbench bench``."""
     parser = subparsers.add_parser(
@@ -134,8 +166,17 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                     "the goals, and optionally the projected time of Aff-Wild2-sized work. Arguments after "
                     "'--' are passed to pytest (e.g. -- --benchmark-autosave).")
     parser.add_argument("--json", metavar="PATH", help="also keep pytest-benchmark's JSON results in PATH")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="run the models on the CPU or the GPU (cuda: AMP bf16, synchronised timing)")
+    from affbench.devices import device_arg
+
+    parser.add_argument("--device", default=None, type=device_arg,
+                        help="run the models on cpu (the suites' default), cuda or cuda:N (AMP bf16, synchronised "
+                             "timing); with --config the default is the config's device")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show pytest's output, with pytest-benchmark's own wide tables")
+    parser.add_argument("--config", metavar="FILE",
+                        help="profile this config's own components at its options and project one run of it on "
+                             "its dataset (instead of the suites)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="with --config: override a config key")
     parser.add_argument("--projection", action="store_true",
                         help="print the projected time of Aff-Wild2 extraction and 5-fold training on this machine")
     parser.add_argument("--epochs", type=int, default=None,

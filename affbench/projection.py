@@ -141,9 +141,9 @@ class Goal:
             return None
         return self.value >= self.target if self.higher_is_better else self.value <= self.target
 
-    def describe(self) -> str:
+    def describe(self, *, graded: bool = True) -> str:
         shown = "not measured" if self.value is None else self.fmt.format(self.value)
-        verdict = {True: "met", False: "MISSED", None: "-"}[self.met]
+        verdict = {True: "met", False: "MISSED", None: "-"}[self.met] if graded else "not graded at quick sizes"
         sign = ">=" if self.higher_is_better else "<="
         return f"{self.group:<11} {self.text:<58} {shown:>12}  (goal {sign} {self.fmt.format(self.target)})  {verdict}"
 
@@ -169,6 +169,8 @@ def goals(results: Sequence[Result]) -> list[Goal]:
              ratio(results, "window_shards_loader", "baseline_per_frame_npy"), 10.0, True, "{:.1f}"),
         Goal("loader", "window shards / one .npz per video",
              ratio(results, "window_shards_loader", "baseline_per_video_npz"), 2.0, True, "{:.1f}"),
+        Goal("loader", "window shards / webdataset.WebDataset on the same shards",
+             ratio(results, "window_shards_loader", "baseline_webdataset"), 1.0, True, "{:.2f}"),
         Goal("loader", "window shards with checksums / without",
              ratio(results, "window_shards_loader", "window_shards_loader_without_checksums"), 0.97, True,
              "{:.3f}"),
@@ -218,9 +220,15 @@ def format_table(results: Sequence[Result]) -> str:
     return "\n".join(lines)
 
 
-def format_goals(results: Sequence[Result]) -> str:
-    """One line per goal: measured value, target, met / MISSED."""
-    return "\n".join(goal.describe() for goal in goals(results))
+def format_goals(results: Sequence[Result], *, quick: bool = False) -> str:
+    """One line per goal: measured value, target, met / MISSED; at --quick sizes (one round of toy problems)
+    the values are printed but not graded."""
+    return "\n".join(goal.describe(graded=not quick) for goal in goals(results))
+
+
+def measured_quick(machine: Mapping[str, Any]) -> bool:
+    """Whether a run measured --quick sizes (recorded in its machine info)."""
+    return bool((machine.get("affbench") or {}).get("quick"))
 
 
 def machine_line(machine: Mapping[str, Any]) -> str:
@@ -344,7 +352,41 @@ def format_projection(results: Sequence[Result], *, epochs: int | None = None) -
 def report(results: Sequence[Result], machine: Mapping[str, Any], *, projection: bool = False,
            epochs: int | None = None) -> str:
     """The whole printed report: machine, table, goals and (optionally) the projection."""
-    parts = [machine_line(machine), "", format_table(results), "", "Goals:", format_goals(results)]
+    parts = [machine_line(machine), "", format_table(results), "", "Goals:",
+             format_goals(results, quick=measured_quick(machine))]
     if projection:
         parts += ["", format_projection(results, epochs=epochs)]
     return "\n".join(parts)
+
+
+# -- the paper suite on Aff-Wild2 -----------------------------------------------------------------------------------
+
+AFFWILD2_FINETUNE_FRAMES_PER_FOLD = 1_600_000  # the expression-labelled training frames stage 1 learns from
+PAPER_SUITE_ROWS = 5  # ours, wo_finetune, wo_tcn, wo_temporal_encoder, baseline
+PAPER_SUITE_TASKS = 3
+PAPER_SUITE_FINETUNED_ROWS = 3  # ours, wo_tcn, wo_temporal_encoder read the fold's fine-tuned backbone
+
+
+def paper_suite_projection(*, finetune_fps: float | None, extract_fps: float | None, train_windows_per_s: float | None,
+                           inference_fps: float | None, epochs: int = 20, finetune_epochs: int = 1,
+                           stride: int = 200) -> dict[str, Any]:
+    """Hours of `affbench suite paper --data affwild2` (5 rows x 3 tasks x 5 folds = 75 runs) from four rates.
+
+    Stage 1: one fine-tune per fold (configs/paper: ``finetune.tasks: [expr]`` shares it over the tasks).
+    Stage 2: each fold's fine-tuned backbone extracts every frame, and the pretrained one (wo_finetune, baseline)
+    once for all folds. Stage 3: every run trains ``epochs`` epochs at the rate of the full model (the lighter
+    rows are counted at that rate: an upper bound) and scores one fold's validation frames per epoch.
+    """
+    folds, runs = FOLDS, PAPER_SUITE_ROWS * PAPER_SUITE_TASKS * FOLDS
+    work = {
+        "stage1_finetune": (folds * finetune_epochs * AFFWILD2_FINETUNE_FRAMES_PER_FOLD, finetune_fps, "frames"),
+        "stage2_extract": ((folds + 1) * AFFWILD2_FRAMES_TO_EXTRACT, extract_fps, "frames"),
+        "stage3_train": (runs * epochs * windows_per_fold(stride=stride), train_windows_per_s, "windows"),
+        "stage3_score": (runs * epochs * AFFWILD2_VALIDATION_FRAMES_PER_FOLD, inference_fps, "frames"),
+    }
+    stages = {name: {"amount": amount, "unit": unit, "rate": rate,
+                     "hours": None if not rate else amount / rate / 3600}
+              for name, (amount, rate, unit) in work.items()}
+    hours = [s["hours"] for s in stages.values()]
+    return {"runs": runs, "folds": folds, "epochs": epochs, "stages": stages,
+            "total_hours": None if any(h is None for h in hours) else sum(hours)}

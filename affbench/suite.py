@@ -192,6 +192,11 @@ def parse_folds(spec: Any, k: int, *, where: str = "--folds") -> list[int]:
     return sorted(set(folds))
 
 
+def suite_overrides(data: str | None, root: str | Path | None, device: str | None = None) -> dict[str, Any]:
+    """Config overrides of a suite command's `--data` / `--root` / `--device` (none when none is given)."""
+    return {**data_overrides(data, root), **({"device": device} if device else {})}
+
+
 def data_overrides(data: str | None, root: str | Path | None) -> dict[str, Any]:
     """Config overrides for `--data` / `--root` (none when neither is given)."""
     if data is None:
@@ -217,9 +222,8 @@ def plan_runs(suite: Suite, *, folds: str | None = None, overrides: Mapping[str,
     from affbench.train.config import load_config
 
     seeds: list[int | None] = list(suite.seeds) if suite.seeds else [None]
-    configs = {seed: [load_config(p, {**suite.overrides, **(overrides or {}),
-                                      **({k: seed for k in SEED_KEYS} if seed is not None else {})})
-                      for p in suite.configs] for seed in seeds}
+    configs = {seed: [load_config(p, run_overrides(suite, seed, overrides)) for p in suite.configs]
+               for seed in seeds}
     per_config = [parse_folds(folds if folds is not None else suite.folds, int(c["data"]["folds"]),
                               where="--folds" if folds is not None else f"{suite.path}: folds")
                   for c in configs[seeds[0]]]
@@ -228,6 +232,12 @@ def plan_runs(suite: Suite, *, folds: str | None = None, overrides: Mapping[str,
         for seed in seeds:
             planned += [(c, fold, seed) for c, fs in zip(configs[seed], per_config, strict=True) if fold in fs]
     return planned
+
+
+def run_overrides(suite: Suite, seed: int | None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The dotted overrides a suite applies to each config of one seed: the suite's, then `overrides`, then the
+    seed keys."""
+    return {**suite.overrides, **(overrides or {}), **({k: seed for k in SEED_KEYS} if seed is not None else {})}
 
 
 def seed_out_dir(out_dir: str | Path, seed: int | None) -> Path:
@@ -257,29 +267,57 @@ def _run_record(config: Any, fold: int, run_dir: Path, metrics: Mapping[str, Any
 
 
 def run_suite(suite: Suite, out_dir: str | Path, *, folds: str | None = None, data: str | None = None,
-              root: str | Path | None = None, force: bool = False, quiet: bool = False,
+              root: str | Path | None = None, device: str | None = None, force: bool = False, quiet: bool = False,
               report: bool = True, plots: bool = True, echo: bool = True) -> dict[str, Any]:
     """Run every (config, fold) of `suite` into `out_dir`, write suite.json and the report; returns suite.json.
 
-    `quiet` silences progress; `echo` prints the report's tables.
+    `device` overrides every config's (see affbench.devices); `quiet` silences progress; `echo` prints the
+    report's tables.
     """
-    from affbench.run_lock import run_folder_lock
-    from affbench.train.run_dir import plugin_versions, run_dir_path, write_json
-
     out_dir = Path(out_dir)
     started = time.time()
-    planned = plan_runs(suite, folds=folds, overrides=data_overrides(data, root))
+    planned = plan_runs(suite, folds=folds, overrides=suite_overrides(data, root, device))
     preflight_suite(planned, out_dir)
     runs: list[dict[str, Any]] = []
     for i, (config, fold, seed) in enumerate(planned):
-        run_out = seed_out_dir(out_dir, seed)
-        run_dir = run_dir_path(run_out, config, fold)
-        label = (f"[{i + 1}/{len(planned)}] {config['task']['name']}/{config['name']} fold {fold}"
-                 f"{'' if seed is None else f' seed {seed}'}")
-        # Another suite on this --out may be training the row: wait for it, then find its metrics.json.
-        with run_folder_lock(run_dir, wait=True):
-            row = _run_row(config, fold, run_dir, label, out_dir=run_out, force=force, quiet=quiet)
-        runs.append(row)
+        runs.append(run_one(config, fold, seed, out_dir, label=run_label(config, fold, seed, i, len(planned)),
+                            force=force, quiet=quiet))
+    return write_suite_outputs(suite, out_dir, planned, runs, data=data, root=root, device=device, force=force,
+                               started=started, report=report, plots=plots, echo=echo)
+
+
+def run_one(config: Any, fold: int, seed: int | None, out_dir: Path, *, label: str, force: bool, quiet: bool,
+            lock: bool = True) -> dict[str, Any]:
+    """Train one planned run into its folder under `out_dir` (or skip it when finished); its suite record.
+
+    `lock` holds the run folder meanwhile: another suite on this --out may be training the row, so this waits
+    for it and then finds its metrics.json. Ranks other than 0 of a data-parallel run pass False (rank 0 holds
+    it for them).
+    """
+    import contextlib
+
+    from affbench.run_lock import run_folder_lock
+    from affbench.train.run_dir import run_dir_path
+
+    run_out = seed_out_dir(out_dir, seed)
+    run_dir = run_dir_path(run_out, config, fold)
+    with run_folder_lock(run_dir, wait=True) if lock else contextlib.nullcontext():
+        return _run_row(config, fold, run_dir, label, out_dir=run_out, force=force, quiet=quiet)
+
+
+def run_label(config: Any, fold: int, seed: int | None, index: int, total: int) -> str:
+    """How progress lines name a run: ``[3/15] va/ours fold 0 seed 1``."""
+    return (f"[{index + 1}/{total}] {config['task']['name']}/{config['name']} fold {fold}"
+            f"{'' if seed is None else f' seed {seed}'}")
+
+
+def write_suite_outputs(suite: Suite, out_dir: Path, planned: Sequence[tuple[Any, int, int | None]],
+                        runs: list[dict[str, Any]], *, data: str | None, root: str | Path | None,
+                        device: str | None = None, force: bool, started: float, report: bool = True, plots: bool = True, echo: bool = True
+                        ) -> dict[str, Any]:
+    """suite.json and the report of finished `runs` (one record per planned run, from `_run_row`); whoever ran
+    them (this process, or a cluster's jobs) gathers them here. Returns suite.json's record."""
+    from affbench.train.run_dir import plugin_versions, write_json
 
     record = {
         "suite": suite.name,
@@ -290,7 +328,7 @@ def run_suite(suite: Suite, out_dir: str | Path, *, folds: str | None = None, da
         "bootstrap": _bootstrap_settings(suite).to_dict(),
         "data": {"choice": data or "synthaffect (suite configs)", "root": None if root is None else str(root),
                  "datasets": _datasets(runs)},
-        "overrides": {**suite.overrides, **data_overrides(data, root)},
+        "overrides": {**suite.overrides, **suite_overrides(data, root, device)},
         "force": force,
         "environment": {**plugin_versions(), "machine": platform.machine(), "processor": platform.processor()},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
@@ -371,8 +409,10 @@ def _same_config(run_dir: Path, config: Any) -> bool:
     path = run_dir / "config.resolved.yaml"
     if not path.is_file():
         return True  # nothing there yet: a fresh run, which may resume its own last.pt
-    saved = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return json.loads(json.dumps(saved)) == json.loads(json.dumps(config.to_dict()))
+    saved = json.loads(json.dumps(yaml.safe_load(path.read_text(encoding="utf-8"))))
+    # Where a run ran does not change what it is: a row trained on the CPU is not retrained for --device cuda.
+    saved.pop("device", None)
+    return saved == {k: v for k, v in json.loads(json.dumps(config.to_dict())).items() if k != "device"}
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 
 DEFAULT_OUT = "runs/suites"
@@ -25,6 +27,23 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="retrain rows that already have final metrics")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+    from affbench.devices import add_device_argument
+
+    add_device_argument(p)
+    p.add_argument("--plan", action="store_true",
+                   help="print every stage job and run as one JSON line (its command, run folder and cache keys) "
+                        "and run nothing")
+    p.add_argument("--launcher", choices=("serial", "submitit"), default="serial",
+                   help="serial: every run in this process, one after another (default); submitit: stage jobs, "
+                        "then one job per run, on Slurm (or --cluster local)")
+    p.add_argument("--cluster", choices=("slurm", "local"), default="slurm",
+                   help="with --launcher submitit: slurm, or local (submitit's executor: jobs as processes here)")
+    p.add_argument("--partition", default=None, help="with --launcher submitit: the Slurm partition")
+    p.add_argument("--gpus-per-run", type=int, default=1, metavar="N",
+                   help="with --launcher submitit: GPUs (and data-parallel processes) per run job (default 1; "
+                        "0 on CPU)")
+    p.add_argument("--timeout-min", type=int, default=24 * 60, metavar="MIN",
+                   help="with --launcher submitit: each job's time limit; a job past it is requeued and resumes")
     p.set_defaults(func=_suite)
 
     p = subparsers.add_parser(
@@ -46,8 +65,25 @@ def _suite(args: argparse.Namespace) -> int:
     # Input errors (SuiteError, ConfigError, a missing dataset ...) are reported by the `affbench` entry point.
     suite = resolve_suite(args.name, args.data)
     out = Path(args.out) if args.out else Path(DEFAULT_OUT) / suite.name
-    record = run_suite(suite, out, folds=args.folds, data=args.data, root=args.root, force=args.force,
-                       quiet=quiet, plots=not args.no_plots)
+    where = {"folds": args.folds, "data": args.data, "root": args.root, "device": args.device}
+    if args.plan:
+        from affbench.suite_plan import plan_suite
+
+        for line in plan_suite(suite, out, **where).lines():
+            print(json.dumps(line, sort_keys=True))
+        return 0
+    if args.launcher == "submitit":
+        from affbench.suite_launch import SuiteJobsFailed, launch_suite
+
+        try:
+            record = launch_suite(suite, out, cluster=args.cluster, partition=args.partition,
+                                  gpus_per_run=args.gpus_per_run, timeout_min=args.timeout_min, force=args.force,
+                                  quiet=quiet, plots=not args.no_plots, **where)
+        except SuiteJobsFailed as exc:
+            print(f"affbench suite: {exc}", file=sys.stderr)
+            return 1
+    else:
+        record = run_suite(suite, out, force=args.force, quiet=quiet, plots=not args.no_plots, **where)
     print(f"suite '{suite.name}': {len(record['runs'])} runs in {record['seconds']:.1f} s; report in "
           f"{out / 'report.md'} (also report.csv, report.json, plots/, suite.json)")
     return 0

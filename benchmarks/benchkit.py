@@ -70,7 +70,7 @@ def sizes_for(device: str, *, quick: bool = False, temporal_batch: int | None = 
         device=device, quick=False,
         budget_s=10.0 if cuda else 6.0,
         max_rounds=50 if cuda else 10,
-        backbone_batches=(1, 32),
+        backbone_batches=(1, 32, 256) if cuda else (1, 32),
         paper_backbone=True,
         extract_frames_paper=2048 if cuda else 64,
         extract_frames_small=4096 if cuda else 600,

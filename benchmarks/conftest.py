@@ -26,8 +26,9 @@ LOAD_AT_START = pytest.StashKey[list]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("affbench", "affbench benchmarks")
-    group.addoption("--device", choices=("cpu", "cuda"), default="cpu",
-                    help="where the models run (cuda: AMP bf16 and a synchronize inside each timed step)")
+    group.addoption("--device", default="cpu",
+                    help="where the models run: cpu, cuda or cuda:N (AMP bf16 and a synchronize inside each timed "
+                         "step)")
     group.addoption("--temporal-batch", type=int, default=None,
                     help="windows per step of the temporal training benchmarks (default: 2 on cpu, 32 on cuda; "
                          "the paper trains with 32)")
@@ -50,10 +51,12 @@ def device(request: pytest.FixtureRequest):
     """The torch device of ``--device``; cuda benchmarks are skipped where no GPU is visible."""
     import torch
 
-    name = request.config.getoption("--device")
-    if name == "cuda" and not torch.cuda.is_available():
-        pytest.skip("--device cuda: no CUDA device visible")
-    return torch.device(name)
+    from affbench.devices import check_device, resolve_device
+
+    name = check_device(request.config.getoption("--device"))
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        pytest.skip(f"--device {name}: no CUDA device visible")
+    return resolve_device(name)
 
 
 @pytest.fixture(scope="session")
@@ -79,6 +82,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "device_option": config.getoption("--device"),
+        "quick": bool(config.getoption("--quick")),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "platform": platform.platform(),
         # pytest-benchmark asks for the machine info when it writes the results, i.e. at the end.

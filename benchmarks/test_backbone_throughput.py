@@ -1,4 +1,4 @@
-"""Group ``backbone``: forward frames/s of every registered backbone, batch 1 and 32.
+"""Group ``backbone``: forward frames/s of every registered backbone, batch 1 and 32 (and 256 on a GPU).
 
 Registry-driven: each backbone is built with its factory's ``test_options`` (the small config a new plugin is
 tested with), and the paper's CLIP ViT-B/16 runs next to them. The baseline is torchvision's ResNet-50 at
@@ -13,7 +13,7 @@ from benchkit import autocast, measure
 
 import affbench
 
-BATCHES = (1, 32)
+BATCHES = (1, 32, 256)  # 256: on a GPU only (the batch the paper's extraction runs at)
 PAPER_BACKBONE = ("clip", {"arch": "ViT-B-16"})  # random weights: the speed does not depend on them
 
 
@@ -23,6 +23,11 @@ def _registered() -> list[tuple[str, dict]]:
         options = dict(getattr(component.factory, "test_options", {}) or {})
         cases.append((component.name, options))
     return cases
+
+
+def _skip_gpu_only(batch: int, sizes) -> None:
+    if batch > max(32, *sizes.backbone_batches):
+        pytest.skip(f"batch {batch}: measured on a GPU only")
 
 
 def _forward_frames(benchmark, module: torch.nn.Module, image_size: int, batch: int, device, sizes, **extra):
@@ -47,6 +52,7 @@ def _forward_frames(benchmark, module: torch.nn.Module, image_size: int, batch: 
 @pytest.mark.parametrize("name,options", _registered(), ids=[f"{n}-small" for n, _ in _registered()])
 def test_backbone_small_config(benchmark, name, options, batch, device, sizes):
     """A registered backbone with its small test config."""
+    _skip_gpu_only(batch, sizes)
     benchmark.group = "backbone"
     backbone = affbench.create("backbone", name, **options)
     _forward_frames(benchmark, backbone, backbone.preprocess.image_size, batch, device, sizes,
@@ -56,6 +62,7 @@ def test_backbone_small_config(benchmark, name, options, batch, device, sizes):
 @pytest.mark.parametrize("batch", BATCHES, ids=lambda b: f"b{b}")
 def test_backbone_clip_vit_b16(benchmark, batch, device, sizes):
     """The paper's image encoder, CLIP ViT-B/16 at 224x224."""
+    _skip_gpu_only(batch, sizes)
     if not sizes.paper_backbone:
         pytest.skip("--quick: the paper's backbone is left out")
     benchmark.group = "backbone"
@@ -68,6 +75,7 @@ def test_backbone_clip_vit_b16(benchmark, batch, device, sizes):
 @pytest.mark.parametrize("batch", BATCHES, ids=lambda b: f"b{b}")
 def test_baseline_torchvision_resnet50(benchmark, batch, device, sizes):
     """Reference model: a plain torchvision ResNet-50 forward at 224x224 (random weights)."""
+    _skip_gpu_only(batch, sizes)
     import torchvision
 
     benchmark.group = "backbone"

@@ -1,8 +1,12 @@
 """Group ``loader``: window shards -> [32, 300, D] training batches on the device, windows/s.
 
 One round is one shuffled pass over every window. Baselines, measured in the same run on the same features:
-``baseline_per_frame_npy`` (one .npy per frame assembled into windows, the layout published ABAW code uses)
-and ``baseline_per_video_npz`` (one .npz per video). Every reader runs with the same number of DataLoader
+``baseline_per_frame_npy`` (one .npy per frame assembled into windows, the layout published ABAW code uses),
+``baseline_per_video_npz`` (one .npz per video), and webdataset's own reader on the very same shards:
+``baseline_webdataset`` (``webdataset.WebDataset``'s streaming tar reader with affbench's sample decoding and
+batching, so only the reader differs) and ``baseline_webdataset_decoders`` (webdataset's own .npy/.json
+decoders too). ``wids`` (webdataset's indexed random access) does not apply: it reads one sample per index
+through a per-shard index file, where stage 3 reads whole shards in a shuffled order. Every reader runs with the same number of DataLoader
 workers (``--loader-workers``), and every batch is moved to the device as float32, as the trainer does. The
 files are in the page cache after writing: this measures the readers' CPU cost, not the disk.
 """
@@ -111,6 +115,51 @@ def test_baseline_per_video_npz(benchmark, layouts, device, sizes):
     dataset = PerVideoNpzWindows(layouts["root"] / "per_video", layouts["specs"], window=sizes.window,
                                  stride=sizes.stride)
     _measure_baseline(benchmark, dataset, layouts, device, sizes, "float32 .npz per video")
+
+
+def _webdataset_pass(layouts, sizes, *, own_decoders: bool):
+    """One shuffled pass over the window shards read by webdataset.WebDataset, batched as affbench batches."""
+    import webdataset as wds
+
+    from affbench.data.window_shards import _collate_windows, decode_window
+
+    shards = WindowShards(layouts["root"] / "shards")
+    urls = [str(s.path) for s in shards.shards]
+    if own_decoders:
+        def as_sample(raw):  # webdataset's decoders turned .npy and .json into arrays and a dict
+            meta = raw["json"]
+            return {"key": raw["__key__"], "video": meta["video"], "start": meta["start"],
+                    "n_frames": meta["n_frames"], **{k[:-4]: v for k, v in raw.items() if k.endswith(".npy")}}
+        samples = wds.WebDataset(urls, shardshuffle=len(urls), seed=0, empty_check=False).decode().map(as_sample)
+    else:
+        samples = wds.WebDataset(urls, shardshuffle=len(urls), seed=0, empty_check=False).map(
+            lambda raw: decode_window({k: v for k, v in raw.items() if not k.startswith("__")}, raw["__key__"]))
+    # The same shuffle buffer and batching as WindowShards.loader's defaults.
+    pipeline = samples.shuffle(64).batched(sizes.loader_batch, collation_fn=_collate_windows, partial=True)
+    return wds.WebLoader(pipeline, batch_size=None, num_workers=sizes.loader_workers)
+
+
+def _measure_webdataset(benchmark, layouts, device, sizes, *, own_decoders: bool) -> None:
+    pytest.importorskip("webdataset")
+    benchmark.group = "loader"
+
+    def one_pass() -> None:
+        assert _consume(_webdataset_pass(layouts, sizes, own_decoders=own_decoders), device) == layouts["windows"]
+
+    measure(benchmark, one_pass, items=layouts["windows"], unit="windows/s", device=device,
+            batch_size=sizes.loader_batch, shapes=_shapes(sizes), sizes=sizes, workers=sizes.loader_workers,
+            storage="float16 window shards (webdataset reader" + (", its decoders)" if own_decoders else ")"))
+
+
+def test_baseline_webdataset(benchmark, layouts, device, sizes):
+    """webdataset.WebDataset reading the same window shards, affbench's decoding and batching: only the reader
+    differs from window_shards_loader."""
+    _measure_webdataset(benchmark, layouts, device, sizes, own_decoders=False)
+
+
+def test_baseline_webdataset_decoders(benchmark, layouts, device, sizes):
+    """webdataset.WebDataset with its own .npy/.json decoders on the same shards."""
+    _measure_webdataset(benchmark, layouts, device, sizes, own_decoders=True)
 
 
 def test_in_memory_batches(benchmark, layouts, device, sizes):

@@ -17,6 +17,8 @@ from affbench.cli import build_parser, main
 
 FIXTURE = Path(__file__).parent / "fixtures" / "bench" / "results.json"
 
+pytest_plugins = ["stage_plugin"]  # the synth_root and home fixtures of the --config test
+
 
 @pytest.fixture()
 def results():
@@ -140,7 +142,7 @@ def test_json_path_that_is_a_directory(tmp_path, capsys):
 def test_bad_device_is_refused_by_the_parser(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["bench", "--device", "tpu"])
-    assert "invalid choice: 'tpu'" in capsys.readouterr().err
+    assert "--device: 'tpu' is not a device; accepted: auto, cpu, cuda or cuda:N" in capsys.readouterr().err
 
 
 def test_suite_dir_errors_name_where_it_looked(tmp_path):
@@ -160,3 +162,74 @@ def test_pytest_command_passes_options_through(tmp_path):
                      "--temporal-batch=8", "--benchmark-autosave"):
         assert expected in cmd
     assert cmd[cmd.index("-k") + 1] == "loader"
+
+
+def test_quick_runs_print_goals_without_grading_them(results):
+    graded, quick = P.format_goals(results), P.format_goals(results, quick=True)
+    assert "MISSED" in graded and "MISSED" not in quick and " met" not in quick
+    assert quick.count("not graded at quick sizes") == len(P.goals(results))
+    assert P.measured_quick({"affbench": {"quick": True}}) and not P.measured_quick({})
+    report = P.report(results, {"affbench": {"quick": True}})
+    assert "MISSED" not in report and "not graded at quick sizes" in report
+
+
+def test_webdataset_goal_is_the_ratio_to_webdatasets_reader():
+    results, _ = P.parse_results({"benchmarks": [
+        {"name": "test_window_shards_loader", "group": "loader", "extra_info": {"items_per_second": 300.0}},
+        {"name": "test_baseline_webdataset", "group": "loader", "extra_info": {"items_per_second": 200.0}}]})
+    goal = {g.text: g for g in P.goals(results)}["window shards / webdataset.WebDataset on the same shards"]
+    assert goal.value == pytest.approx(1.5) and goal.met is True
+
+
+def test_bench_config_profiles_the_configs_own_components(home, synth_root, tmp_path, capsys):
+    from stage_fixtures import tiny_config
+
+    from affbench.train.config import to_yaml
+
+    config = tmp_path / "c.yaml"
+    config.write_text(to_yaml(tiny_config(synth_root, train={"epochs": 3})))
+    out = tmp_path / "profile.json"
+    assert main(["bench", "--config", str(config), "--quick", "--device", "cpu", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "not graded at quick sizes" in printed and "MISSED" not in printed
+    saved = json.loads(out.read_text())
+    rates = {f["what"]: f["rate"] for f in saved["figures"]}
+    assert set(rates) == {"backbone forward", "backbone training step (stage 1)", "extraction end to end",
+                          "stage 3 training step", "windowed inference"}
+    assert all(rate > 0 for rate in rates.values())
+    work = {w["what"]: w for w in saved["projection"]}
+    # The work of one run on fold 0 of SynthAffect tiny at this config's options.
+    train = work["stage 3: train 3 epochs"]
+    assert train["amount"] % 3 == 0 and train["seconds"] == pytest.approx(train["amount"] / rates[
+        "stage 3 training step"])
+    assert work["stage 1: fine-tune"]["amount"] == 48  # finetune.max_frames x 1 epoch
+    assert not (home / "cache" / "features").exists()  # the extraction ran in a throwaway cache
+
+
+def test_paper_suite_projection_counts_the_suites_work():
+    p = P.paper_suite_projection(finetune_fps=1000.0, extract_fps=5000.0, train_windows_per_s=100.0,
+                                 inference_fps=None, epochs=20)
+    assert p["runs"] == 75 and p["total_hours"] is None  # a stage without a rate: no total
+    stages = p["stages"]
+    assert stages["stage1_finetune"]["amount"] == 5 * 1_600_000  # one shared fine-tune per fold
+    assert stages["stage2_extract"]["amount"] == 6 * 3_000_000  # five fine-tuned backbones and the pretrained one
+    assert stages["stage1_finetune"]["hours"] == pytest.approx(8_000_000 / 1000 / 3600)
+    assert stages["stage3_train"]["amount"] == 75 * 20 * P.windows_per_fold()
+    full = P.paper_suite_projection(finetune_fps=1000.0, extract_fps=5000.0, train_windows_per_s=100.0,
+                                    inference_fps=1e5, epochs=20)
+    assert full["total_hours"] == pytest.approx(sum(s["hours"] for s in full["stages"].values()))
+
+
+def test_gpu_check_refuses_without_a_gpu(capsys):
+    import importlib.util
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: the check would run")
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--out", "unused.json"]) == 2
+    assert "no CUDA GPU is visible" in capsys.readouterr().err

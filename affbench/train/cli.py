@@ -52,11 +52,16 @@ def _print(result: dict, as_json: bool) -> None:
     print(f"{where}: {shown} ({metrics.get('frames', '?')} frames)")
 
 
+def device_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``--device`` as the config override it stands for (nothing when it is not given)."""
+    return {"device": args.device} if getattr(args, "device", None) else {}
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from affbench.train.config import find_config, load_config
     from affbench.train.trainer import train
 
-    config = load_config(find_config(args.config), parse_overrides(args.set))
+    config = load_config(find_config(args.config), {**parse_overrides(args.set), **device_overrides(args)})
     result = train(config, fold=args.fold, out_dir=args.out, resume=args.resume, quiet=args.quiet)
     from affbench.train.distributed import init_distributed
 
@@ -70,14 +75,14 @@ def _config_arg(args: argparse.Namespace):
         return None
     from affbench.train.config import find_config, load_config
 
-    return load_config(find_config(args.config), parse_overrides(args.set))
+    return load_config(find_config(args.config), {**parse_overrides(args.set), **device_overrides(args)})
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from affbench.train.evaluate import evaluate
 
     result = evaluate(_checkpoint(args.checkpoint), config=_config_arg(args), fold=args.fold, split=args.split,
-                      smoothing=args.smoothing, quiet=args.quiet)
+                      smoothing=args.smoothing, quiet=args.quiet, device=args.device)
     _print(result, args.json)
     return 0
 
@@ -96,7 +101,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     checkpoint = _checkpoint(args.checkpoint)
     out = args.out or checkpoint.parent
     result = predict(checkpoint, out, config=_config_arg(args), fold=args.fold, split=args.split,
-                     smoothing=args.smoothing, order_file=args.order, quiet=args.quiet)
+                     smoothing=args.smoothing, order_file=args.order, quiet=args.quiet, device=args.device)
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True, default=str))
     elif "submission" in result:
@@ -112,6 +117,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="override a config key, e.g. --set train.lr=1e-4 (repeatable; values read as YAML)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+    if not any("--device" in a.option_strings for a in p._actions):  # predict has it among --video's options
+        from affbench.devices import add_device_argument
+
+        add_device_argument(p)
 
 
 def add_commands(subparsers) -> None:

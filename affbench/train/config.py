@@ -63,6 +63,8 @@ SCHEMA: dict[str, Any] = {
     "name": _k("str|null", None, "row name (default: the config file's stem); names the run directory"),
     "task": _k("component", None, "task: a name (va | expr | au) or {name, options}", kind="task"),
     "feature_dim": _k("int|null", None, "input feature size when the model has no backbone (set by the trainer)"),
+    "device": _k("str", "auto", "where the models run: auto (the GPU when one is visible), cpu, cuda or cuda:N; "
+                                "--device overrides it"),
     "data": {
         "dataset": _k("component", {"name": "synthaffect", "options": {}},
                       "dataset plugin: a name or {name, options}", kind="dataset"),
@@ -483,6 +485,7 @@ def _check_values(config: Config) -> None:
                  "train.workers", "finetune.workers", "extract.workers", "model.head.dropout"):
         positive(path, allow_zero=True)
     _check_dropouts(config)
+    _check_device(config)
     if config["data"]["stride"] > config["data"]["window"]:
         raise ConfigError(f"{config.where('data.stride')}: data.stride: {config['data']['stride']} is larger "
                           f"than data.window {config['data']['window']}; frames between windows would be skipped")
@@ -497,6 +500,15 @@ def _check_values(config: Config) -> None:
                                   "train.select is 'last'; use train.select inner (or validation)")
     if config["task"] is None:
         raise ConfigError(f"{config.where('task')}: task: required; one of va, expr, au (or {{name, options}})")
+
+
+def _check_device(config: Config) -> None:
+    from affbench.devices import DeviceError, check_device
+
+    try:
+        check_device(config["device"], where=f"{config.where('device')}: device")
+    except DeviceError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _check_dropouts(config: Config) -> None:

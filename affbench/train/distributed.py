@@ -8,7 +8,9 @@ no-op, so the single-process path has no distributed code in it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,22 +36,17 @@ class DistInfo:
         return self.world_size > 1
 
 
-def default_device(local_rank: int = 0) -> torch.device:
-    """cuda:<local_rank> when a GPU is visible, else cpu (AFFBENCH_DEVICE overrides)."""
-    forced = os.environ.get("AFFBENCH_DEVICE")
-    if forced:
-        return torch.device(forced)
-    if torch.cuda.is_available():
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
+def init_distributed(device: str | None = None) -> DistInfo:
+    """Join the process group torchrun describes (once); a plain single process when WORLD_SIZE is unset or 1.
 
+    `device` is the request (see affbench.devices): the GPU of this local rank unless it says otherwise.
+    """
+    from affbench.devices import resolve_device
 
-def init_distributed() -> DistInfo:
-    """Join the process group torchrun describes (once); a plain single process when WORLD_SIZE is unset or 1."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = default_device(local_rank)
+    device = resolve_device(device, local_rank)
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
@@ -105,6 +102,81 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return [float(v) for v in t.tolist()]
+
+
+@contextlib.contextmanager
+def main_first() -> Iterator[None]:
+    """Run the block on rank 0 first, then on the other ranks: rank 0 fills a shared cache entry (frame shards,
+    features) and the others find it complete instead of writing it concurrently. A no-op in one process."""
+    main = not is_distributed() or dist.get_rank() == 0
+    if not main:
+        barrier()
+    yield
+    if main:
+        barrier()
+
+
+def world_size() -> int:
+    """Processes in the active group (1 without one)."""
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def rank() -> int:
+    """This process's rank (0 without a group)."""
+    return dist.get_rank() if is_distributed() else 0
+
+
+def share_out(items: list[Any], weight: Any) -> list[Any]:
+    """This rank's part of `items` (the same list on every rank): disjoint parts covering `items`, balanced by
+    `weight(item)` (largest first, each to the least loaded rank). All of `items` in one process."""
+    world = world_size()
+    if world == 1:
+        return list(items)
+    loads = [0.0] * world
+    mine = []
+    for index in sorted(range(len(items)), key=lambda i: (-weight(items[i]), i)):
+        target = min(range(world), key=lambda r: (loads[r], r))
+        loads[target] += weight(items[index])
+        if target == rank():
+            mine.append(items[index])
+    return mine
+
+
+def gather_batch(pred: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The global batch on every rank: every rank's predictions (gradients flow back to their rank), labels and
+    validity, in rank order; the inputs themselves in one process.
+
+    A loss of batch statistics (1 - CCC) is then the one-process loss of the global batch. Every rank computes
+    the same loss; autograd's all_gather sums the ranks' gradients of a rank's rows back onto it (``world``
+    times its share) and DDP's average divides by ``world`` again: the step is the one-process step.
+    """
+    if not is_distributed():
+        return pred, labels, valid
+    from torch.distributed.nn.functional import all_gather as all_gather_with_grad
+
+    sizes = [int(n) for n in all_gather_objects(int(pred.shape[0]))]
+    most = max(sizes)
+
+    def padded(t: torch.Tensor) -> torch.Tensor:  # all_gather needs one shape on every rank
+        return torch.cat([t, t.new_zeros((most - t.shape[0], *t.shape[1:]))]) if t.shape[0] < most else t
+
+    def plain_gather(t: torch.Tensor) -> list[torch.Tensor]:
+        out = [torch.empty_like(t) for _ in sizes]
+        dist.all_gather(out, t.contiguous())
+        return out
+
+    preds = all_gather_with_grad(padded(pred))
+    labels_all = plain_gather(padded(labels))
+    valid_all = plain_gather(padded(valid.to(torch.uint8)))
+    return (torch.cat([p[:n] for p, n in zip(preds, sizes, strict=True)]),
+            torch.cat([t[:n] for t, n in zip(labels_all, sizes, strict=True)]),
+            torch.cat([v[:n] for v, n in zip(valid_all, sizes, strict=True)]).bool())
+
+
+def all_ranks_have(flag: bool, device: torch.device) -> bool:
+    """Whether `flag` holds on every rank (e.g. every rank still has a batch: none waits on a step alone)."""
+    return all_reduce_min(int(bool(flag)), device) == 1
 
 
 def cleanup() -> None:

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from affbench.data.submission import OrderFile, parse_location, read_order_file, validate_submission
 from affbench.data.windows import VideoPredictionMerger
+from affbench.devices import resolve_device
 from affbench.train import distributed as D
 
 SUBMISSION_NAMES = {"va": "VA_submission.txt", "expr": "EXPR_submission.txt", "au": "AU_submission.txt"}
@@ -328,7 +329,7 @@ def write_submission(task: Any, values: Mapping[str, np.ndarray], path: str | Pa
 # -- evaluate / predict from a checkpoint -----------------------------------------------------------------------
 
 
-def load_trained(checkpoint: str | Path, config: Any = None, *, device: torch.device | None = None):
+def load_trained(checkpoint: str | Path, config: Any = None, *, device: str | torch.device | None = None):
     """(config, model, checkpoint dict) from a ``best.pt``/``last.pt`` (config from the checkpoint if not given)."""
     from affbench.train.checkpoints import CheckpointError, load_checkpoint
     from affbench.train.config import as_config
@@ -350,7 +351,9 @@ def load_trained(checkpoint: str | Path, config: Any = None, *, device: torch.de
         raise CheckpointError(f"{checkpoint}: weights do not fit the model of this config: "
                               f"{str(exc).splitlines()[0]}") from None
     set_thresholds(model.task, ckpt.get("thresholds"))
-    model.to(device or D.default_device())
+    if device is not None:  # the request wins over the run's config, for any stage 1-2 work evaluating needs too
+        config["device"] = str(device)
+    model.to(resolve_device(config.get("device")))
     return config, model, ckpt
 
 
@@ -369,9 +372,10 @@ def _split_outputs(config: Any, model: torch.nn.Module, *, fold: int | None, spl
 
 
 def evaluate(checkpoint: str | Path, *, config: Any = None, fold: int | None = None, split: str = "validation",
-             smoothing: int | None = None, data: Any = None, quiet: bool = False) -> dict:
-    """Metrics of a trained checkpoint on a split: whole videos, every labelled frame once."""
-    config, model, ckpt = load_trained(checkpoint, config)
+             smoothing: int | None = None, data: Any = None, quiet: bool = False, device: str | None = None) -> dict:
+    """Metrics of a trained checkpoint on a split: whole videos, every labelled frame once (on `device`: see
+    affbench.devices; default the config's)."""
+    config, model, ckpt = load_trained(checkpoint, config, device=device)
     fold = ckpt.get("fold") if fold is None else fold
     outputs = _split_outputs(config, model, fold=fold, split=split, data=data, quiet=quiet)
     window = smoothing if smoothing is not None else config["eval"]["smoothing"]
@@ -403,7 +407,7 @@ def _test_outputs(config: Any, model: torch.nn.Module, *, fold: int | None, orde
 
 def predict(checkpoint: str | Path, out_dir: str | Path, *, config: Any = None, fold: int | None = None,
             split: str = "validation", smoothing: int | None = None, order_file: str | Path | None = None,
-            data: Any = None, quiet: bool = False) -> dict:
+            data: Any = None, quiet: bool = False, device: str | None = None) -> dict:
     """Per-frame predictions CSV and an ABAW submission file for every frame of every video of a split.
 
     ``split="test"`` predicts the videos the order file lists (image folders without annotation files), one row
@@ -415,7 +419,7 @@ def predict(checkpoint: str | Path, out_dir: str | Path, *, config: Any = None, 
         raise ValueError("predicting the test split needs the organisers' order file (--order FILE): it lists the "
                          "test videos and frames")
     order = read_order_file(order_file) if order_file else None
-    config, model, ckpt = load_trained(checkpoint, config)
+    config, model, ckpt = load_trained(checkpoint, config, device=device)
     fold = ckpt.get("fold") if fold is None else fold
     if split == "test":
         outputs = _test_outputs(config, model, fold=fold, order=order, quiet=quiet)

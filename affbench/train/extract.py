@@ -25,6 +25,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from affbench.data.records import VideoRecord
+from affbench.devices import resolve_device
+from affbench.train import distributed as D
 from affbench.train import feature_cache as cache
 from affbench.train.finetune import (
     backbone_threads,
@@ -103,20 +105,27 @@ def extract_features(config: Mapping[str, Any], *, fold: int | None, quiet: bool
     `records` extracts other videos of the same dataset instead (e.g. the unlabelled test videos) with the same
     backbone, fine-tuned on the same fold, into the same cache.
     """
+    D.init_distributed(config["device"])  # under torchrun the ranks share the videos out
     inputs = inputs or load_stage_inputs(config, fold)
     backbone, identity, tuned = prepare_backbone(config, inputs, quiet=quiet)
     key = cache.feature_key(inputs.dataset_provenance, identity)
     directory = cache.stage_dir("features", key)
-    if cache.read_manifest(directory) is None:  # what the per-video files are; they are complete one by one
-        cache.write_manifest(directory, {"stage": "features", "key": key, "identity": identity,
-                                         "dataset": inputs.dataset_provenance, "feature_dim": int(backbone.out_dim)})
     records = inputs.records if records is None else list(records)
     stamps = inputs.stamps_of(records)
+    # Under torchrun every rank sees the same cache here (nothing is written before the barrier of main_first).
     missing = [r for r in records if not has_features(directory, r, stamps[r.video])]
+    with D.main_first():
+        if D.rank() == 0 and cache.read_manifest(directory) is None:  # what the per-video files are
+            cache.write_manifest(directory, {"stage": "features", "key": key, "identity": identity,
+                                             "dataset": inputs.dataset_provenance,
+                                             "feature_dim": int(backbone.out_dim)})
     extracted = 0
     if missing:
-        extracted = extract_videos(config, inputs, backbone, directory, missing, quiet=quiet,
-                                   shard_records=records)
+        # Each rank extracts its own videos (disjoint, balanced by frames); all have been written after the barrier.
+        mine = D.share_out(missing, weight=lambda r: int(r.has_image.sum()))
+        extracted = extract_videos(config, inputs, backbone, directory, mine, quiet=quiet, shard_records=records)
+        extracted = int(D.all_reduce_sum([extracted], resolve_device(config["device"]))[0])
+        D.barrier()
     return FeatureSet(directory, key, identity, int(backbone.out_dim), extracted, tuned)
 
 
@@ -129,12 +138,15 @@ def extract_videos(config: Mapping[str, Any], inputs: StageInputs, backbone: nn.
     all folds reuse), which must include the `missing` ones.
     """
     ex = config["extract"]
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(config["device"])
     amp = bool(ex["amp"]) and device.type == "cuda"
     all_records = inputs.records if shard_records is None else list(shard_records)
-    shards_dir = ensure_frame_shards(all_records, inputs.dataset, task=inputs.task,
-                                     provenance=inputs.dataset_provenance, selection={"stage": "extract"},
-                                     stamps=inputs.stamps_digest(all_records), quiet=quiet)
+    with D.main_first():  # every rank calls this, even one with no video of its own: rank 0 writes the shards
+        shards_dir = ensure_frame_shards(all_records, inputs.dataset, task=inputs.task,
+                                         provenance=inputs.dataset_provenance, selection={"stage": "extract"},
+                                         stamps=inputs.stamps_digest(all_records), quiet=quiet)
+    if not missing:
+        return 0
     wanted = {r.video: r for r in missing}
     stamps = inputs.stamps_of(missing)
     expected = {v: [i + 1 for i, img in enumerate(r.images) if img] for v, r in wanted.items()}

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from affbench.train import distributed as D
 from affbench.train import feature_cache as cache
 from affbench.train.frame_batches import batch_to_input, frame_batches
 from affbench.train.multitask_labels import MultiTaskLabels
@@ -184,10 +185,6 @@ def backbone_threads() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def load_finetuned(backbone: nn.Module, weights_path: str | Path) -> nn.Module:
     """Load fine-tuned weights (a safetensors state dict) into `backbone`; every key must match."""
     from safetensors.torch import load_file
@@ -230,15 +227,19 @@ def finetune(config: Mapping[str, Any], *, fold: int | None, quiet: bool = False
     specs = finetune_task_specs(config)
     tasks_label = "+".join(s["name"] for s in specs)
     records, n_frames, task = frames.records, frames.n_frames, frames.labels
-    shards_dir = ensure_frame_shards(
-        records, inputs.dataset, task=tasks_label, provenance=inputs.dataset_provenance,
-        selection={"stage": "finetune", "fold": frames.fold, "max_frames": ft["max_frames"],
-                   "seed": int(ft["seed"]), "labels": task.describe()},
-        stamps=inputs.stamps_digest(records), quiet=quiet,
-    )
-    device = _device()
+    with D.main_first():  # rank 0 writes the frame shards, the other ranks then find them
+        shards_dir = ensure_frame_shards(
+            records, inputs.dataset, task=tasks_label, provenance=inputs.dataset_provenance,
+            selection={"stage": "finetune", "fold": frames.fold, "max_frames": ft["max_frames"],
+                       "seed": int(ft["seed"]), "labels": task.describe()},
+            stamps=inputs.stamps_digest(records), quiet=quiet,
+        )
+    info = D.init_distributed(config["device"])  # one process, or this rank of torchrun's group
+    device = info.device
+    rank_batch = rank_batch_size(config, info.world_size)
     head = _new_head(int(backbone.out_dim), int(task.out_dim))
-    model = nn.ModuleDict({"backbone": backbone, "head": head}).to(device)
+    model = BackboneWithHead({"backbone": backbone, "head": head}).to(device)
+    trained = _data_parallel(model, device)
     task = task.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(ft["lr"]), weight_decay=float(ft["weight_decay"]))
 
@@ -257,18 +258,24 @@ def finetune(config: Mapping[str, Any], *, fold: int | None, quiet: bool = False
 
     started = time.perf_counter()
     for epoch in range(start_epoch, int(ft["epochs"])):
-        batches = frame_batches(shards_dir, batch_size=int(ft["batch_size"]), workers=int(ft["workers"]),
-                                shuffle_seed=int(ft["seed"]), epoch=epoch, pin_memory=device.type == "cuda")
+        batches = frame_batches(shards_dir, batch_size=rank_batch, workers=int(ft["workers"]),
+                                shuffle_seed=int(ft["seed"]), epoch=epoch, pin_memory=device.type == "cuda",
+                                rank=info.rank, world_size=info.world_size)
         with backbone_threads():
-            loss_sum, seen = _train_epoch(model, task, optimizer, batches, backbone.preprocess, device, n_frames,
+            loss_sum, seen = _train_epoch(trained, task, optimizer, batches, backbone.preprocess, device, n_frames,
                                           freeze_batchnorm=ft["batchnorm"] == "frozen",
                                           desc=f"finetune {tasks_label} fold {inputs.fold} epoch {epoch + 1}",
                                           quiet=quiet)
         history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "frames": seen,
                         "seconds": round(time.perf_counter() - started, 3)})
-        save_checkpoint({"model": model_state(model), "optimizer": optimizer.state_dict(),
-                         "rng": capture_rng_state(), "epoch": epoch + 1, "history": history}, checkpoint_path)
+        if info.is_main:
+            save_checkpoint({"model": model_state(model), "optimizer": optimizer.state_dict(),
+                             "rng": capture_rng_state(), "epoch": epoch + 1, "history": history}, checkpoint_path)
 
+    if not info.is_main:  # rank 0 writes the weights and the manifest; the others return what it wrote
+        D.barrier()
+        manifest = D.broadcast_object(None)
+        return FinetuneResult(directory, weights_path, manifest["weights_id"], manifest, reused=False)
     _save_weights(model["backbone"], weights_path)
     weights_id = finetuned_weights_id(weights_path)
     manifest = {
@@ -287,10 +294,38 @@ def finetune(config: Mapping[str, Any], *, fold: int | None, quiet: bool = False
         "history": history,
         "seconds": round(time.perf_counter() - started, 3),
         "device": str(device),
+        "world_size": info.world_size,
     }
     cache.write_manifest(directory, manifest)
     checkpoint_path.unlink(missing_ok=True)
+    D.barrier()
+    D.broadcast_object(manifest)
     return FinetuneResult(directory, weights_path, weights_id, manifest, reused=False)
+
+
+class BackboneWithHead(nn.ModuleDict):
+    """The backbone and the new layers as one module with a forward (what DistributedDataParallel wraps); its
+    state dict keys are those of the plain ModuleDict (``backbone.*``, ``head.*``)."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self["head"](self["backbone"](images))
+
+
+def rank_batch_size(config: Mapping[str, Any], world_size: int) -> int:
+    """Frames per step on each rank: finetune.batch_size is the global batch, shared out over the ranks."""
+    batch = int(config["finetune"]["batch_size"])
+    if batch % world_size:
+        where = config.where("finetune.batch_size") if hasattr(config, "where") else "config"
+        raise ValueError(f"{where}: finetune.batch_size: {batch} frames cannot be shared out evenly over "
+                         f"{world_size} processes; accepted: a multiple of {world_size}")
+    return batch // world_size
+
+
+def _data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
+    """`model` wrapped in DistributedDataParallel under torchrun, else `model` itself."""
+    if not D.is_distributed():
+        return model
+    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def _new_head(in_dim: int, out_dim: int) -> nn.Module:
@@ -319,20 +354,27 @@ def _train_epoch(model: nn.ModuleDict, task: MultiTaskLabels, optimizer: torch.o
     set_train_mode(model, freeze_batchnorm=freeze_batchnorm)
     amp = device.type == "cuda"
     loss_sum, seen = 0.0, 0
+    batches = iter(batches)
     with tqdm(total=n_frames, desc=desc, unit="frame", disable=quiet, leave=False) as bar:
-        for batch in batches:
+        while True:
+            batch = next(batches, None)
+            # Every rank takes the same number of steps (the smallest rank's): none waits on a step alone.
+            if not D.all_ranks_have(batch is not None, device):
+                break
             images = batch_to_input(batch["image"], preprocess, device)
             labels = batch["labels"].to(device, non_blocking=True)
             valid = batch["valid"].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                pred = model["head"](model["backbone"](images))
-            loss = task.loss(pred.float(), labels, valid)
+                pred = model(images)
+            # The loss of the global batch (1 - CCC is a statistic of the whole batch, not a mean over frames).
+            pred, labels, valid = D.gather_batch(pred.float(), labels, valid)
+            loss = task.loss(pred, labels, valid)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum += float(loss.detach()) * images.shape[0]
-            seen += images.shape[0]
-            bar.update(images.shape[0])
+            loss_sum += float(loss.detach()) * pred.shape[0]
+            seen += pred.shape[0]
+            bar.update(pred.shape[0])
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
     return loss_sum, seen
 

@@ -48,17 +48,26 @@ def collate_frames(samples: list[dict[str, Any] | None]) -> dict[str, Any]:
 
 
 def frame_batches(shards_dir: str | Path, *, batch_size: int, workers: int, wanted: Collection[str] | None = None,
-                  shuffle_seed: int | None = None, epoch: int = 0, pin_memory: bool = False
-                  ) -> Iterator[dict[str, Any]]:
-    """Non-empty batches of a frame-shard set (decoded in up to `workers` workers), optionally only `wanted` videos."""
+                  shuffle_seed: int | None = None, epoch: int = 0, pin_memory: bool = False, rank: int = 0,
+                  world_size: int = 1) -> Iterator[dict[str, Any]]:
+    """Non-empty batches of a frame-shard set (decoded in up to `workers` workers), optionally only `wanted` videos.
+
+    Under data parallelism each of `world_size` ranks reads its own shards (``shards[rank::world_size]`` of the
+    epoch's order): the ranks together read every frame once.
+    """
     from affbench.data.frame_shards import REQUIRED, FrameShards
     from affbench.data.shard_loader import ShardBatchStream, ShardLoader
 
     shards = FrameShards(shards_dir)
     stream = ShardBatchStream(shards.shards, decode=FrameDecoder(wanted), required=REQUIRED,
                               collate=collate_frames, batch_size=batch_size, shuffle_seed=shuffle_seed, epoch=epoch,
-                              shuffle_buffer=max(1024, 4 * batch_size))
-    loader = ShardLoader(stream, num_workers=min(int(workers), len(shards.shards)), pin_memory=pin_memory)
+                              shuffle_buffer=max(1024, 4 * batch_size), rank=rank, world_size=world_size)
+    workers = min(int(workers), len(shards.shards) // max(1, world_size))
+    if world_size > 1:
+        from affbench.data.shard_loader import check_enough_shards
+
+        check_enough_shards(len(shards.shards), world_size, workers, where=str(shards_dir))
+    loader = ShardLoader(stream, num_workers=workers, pin_memory=pin_memory)
     for batch in loader:
         if len(batch["video"]):
             yield batch

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from affbench.data.records import VideoRecord
+from affbench.train import distributed as D
 from affbench.train.config import ConfigError, as_config
 from affbench.train.extract import build_window_shards, extract_features
 from affbench.train.stage_inputs import StageInputs, load_stage_inputs
@@ -79,7 +80,9 @@ def prepare_window_shards(config: Mapping[str, Any] | str | Path, *, fold: int |
     """Fine-tune (if enabled), extract and cut windows for `fold` (None: official split), reusing caches."""
     config = as_config(config)
     started = time.perf_counter()
-    inputs = load_stage_inputs(config, fold)
+    D.init_distributed(config["device"])  # under torchrun the ranks share stages 1 and 2 out
+    with D.main_first():  # rank 0 first: a dataset generated on first use is generated once
+        inputs = load_stage_inputs(config, fold)
     selection = selection_spec(config, inputs)  # before any stage runs: too few videos fail at once
     features = extract_features(config, fold=fold, quiet=quiet, inputs=inputs)
     dirs: dict[str, Path] = {}
@@ -87,8 +90,9 @@ def prepare_window_shards(config: Mapping[str, Any] | str | Path, *, fold: int |
     for split, records in stage3_records(config, inputs).items():
         # The validation shards do not depend on the selection: every mode shares them.
         shaped = selection if split != "validation" else None
-        dirs[split], manifests[split] = build_window_shards(config, inputs, features, split, quiet=quiet,
-                                                            records=records, selection=shaped)
+        with D.main_first():  # rank 0 writes the window shards; the other ranks find them complete
+            dirs[split], manifests[split] = build_window_shards(config, inputs, features, split, quiet=quiet,
+                                                                records=records, selection=shaped)
     fold_manifest = {
         "task": inputs.task,
         "dataset": inputs.dataset_provenance,

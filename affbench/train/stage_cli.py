@@ -19,6 +19,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="override a config key, e.g. --set finetune.epochs=2 (repeatable; values read as YAML)")
     parser.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+    from affbench.devices import add_device_argument
+
+    add_device_argument(parser)
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -31,10 +34,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from affbench.train.cli import parse_overrides
+    from affbench.train.cli import device_overrides, parse_overrides
     from affbench.train.config import find_config, load_config
 
-    return load_config(find_config(args.config), parse_overrides(args.set))
+    return load_config(find_config(args.config), {**parse_overrides(args.set), **device_overrides(args)})
 
 
 def _finetune(args: argparse.Namespace) -> int:
@@ -44,6 +47,8 @@ def _finetune(args: argparse.Namespace) -> int:
     if config.get("backbone") is None:
         raise ConfigError(f"{config.where('backbone')}: backbone: is null; nothing to fine-tune")
     result = finetune(config, fold=args.fold, quiet=bool(getattr(args, "quiet", False)))
+    if not _is_main():
+        return 0
     state = "reused" if result.reused else "trained"
     print(f"{state}: {result.weights_path}")
     print(f"weights_id: {result.weights_id}")
@@ -56,6 +61,8 @@ def _extract(args: argparse.Namespace) -> int:
     from affbench.train.pipeline import prepare_window_shards
 
     data = prepare_window_shards(_load(args), fold=args.fold, quiet=bool(getattr(args, "quiet", False)))
+    if not _is_main():
+        return 0
     prov = data.provenance
     print(f"features: {prov['features_dir']} (dim {data.feature_dim}, {prov['extracted_frames']} frames extracted "
           "now)")
@@ -65,3 +72,10 @@ def _extract(args: argparse.Namespace) -> int:
               f"{counts['frames']} frames; {faces['frames_without_face']} without a face, policy "
               f"'{faces['policy']}')")
     return 0
+
+
+def _is_main() -> bool:
+    """Whether this process prints: the only one, or rank 0 under torchrun."""
+    from affbench.train import distributed as D
+
+    return D.rank() == 0

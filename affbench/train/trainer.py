@@ -99,19 +99,13 @@ def open_window_shards(config: Config, data: Any, split: str):
 
 
 def window_data(config: Config, *, fold: int | None, quiet: bool, data: Any = None) -> Any:
-    """The config's window shards (prepared once by rank 0; other ranks then find them in the cache)."""
+    """The config's window shards, stages 1 and 2 run (or found in the cache) by every rank together."""
     if data is not None:
         return data
     from affbench.train.pipeline import prepare_window_shards
 
-    if D.is_distributed():
-        if D.init_distributed().is_main:
-            data = prepare_window_shards(config, fold=fold, quiet=quiet)
-        D.barrier()
-        if data is None:
-            data = prepare_window_shards(config, fold=fold, quiet=True)
-        return data
-    return prepare_window_shards(config, fold=fold, quiet=quiet)
+    # Under torchrun every rank takes part: stage 1 is data-parallel, stage 2 shares the videos out.
+    return prepare_window_shards(config, fold=fold, quiet=quiet or not D.init_distributed().is_main)
 
 
 # The split each train.select mode scores after every epoch, and the prefix of its metrics.csv columns.
@@ -178,7 +172,7 @@ def train(config: Config | Mapping[str, Any] | str | Path, *, fold: int | None =
     """Train stage 3 for one config and fold; returns the final metrics (also in ``<run dir>/metrics.json``)."""
     config = as_config(config)
     started_group = not D.is_distributed()
-    info = D.init_distributed()
+    info = D.init_distributed(config["device"])
     # train.threads is process-wide in torch: give the caller (a suite, a notebook) its setting back.
     threads_before = torch.get_num_threads()
     try:
@@ -216,7 +210,7 @@ def _train(config: Config, *, fold: int | None, out_dir: Path, resume: bool, qui
         shard_provenance = {"train": train_shards.provenance, "validation": val_shards.provenance,
                             **({"selection": pick_shards.provenance} if pick_split == "selection" else {})}
         prepare_run_dir(run_dir, config, seed=seed, fold=fold, fold_manifest=_fold_manifest(data),
-                        provenance={**shard_provenance, "select": selection,
+                        provenance={**shard_provenance, "select": selection, "device": str(device),
                                     **({"data": dict(data.provenance)} if isinstance(
                                         getattr(data, "provenance", None), Mapping) else {})})
 

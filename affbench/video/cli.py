@@ -18,9 +18,10 @@ def add_detection_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--detector", choices=tuple(DETECTORS), default=defaults.detector,
                        help=f"face detector (default {defaults.detector}: boxes and five keypoints, aligned crops; "
                             "haar: boxes only, crops of the box with a margin)")
-    group.add_argument("--device", default=defaults.device,
-                       help="where detection runs (and, for predict, the run's models): cpu (default), cuda, cuda:1 ... "
-                            "(frames are detected in batches)")
+    group.add_argument("--device", default=None,
+                       help=f"where detection runs (and, for predict, the run's models): {defaults.device} (default "
+                            "with --video), cuda, cuda:1 ... (frames are detected in batches); predict without "
+                            "--video: the run's config device, else auto")
     group.add_argument("--batch-size", type=int, default=defaults.batch_size, help="frames per detector batch")
     group.add_argument("--max-missed", type=int, default=defaults.max_missed,
                        help=f"frames a track survives without a face (default {defaults.max_missed})")
@@ -34,7 +35,7 @@ def crop_options(args: argparse.Namespace):
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    return CropOptions(detector=args.detector, device=args.device, batch_size=args.batch_size,
+    return CropOptions(detector=args.detector, device=args.device or CropOptions().device, batch_size=args.batch_size,
                        max_missed=args.max_missed, min_track_frames=args.min_track_frames)
 
 
