@@ -20,15 +20,14 @@ from tqdm.auto import tqdm
 
 from affbench.data.records import VideoRecord
 from affbench.data.shard_loader import ShardBatchStream, ShardLoader, check_enough_shards
-from affbench.data.shard_manifest import LabelStatistics, ShardSetWriter
+from affbench.data.shard_manifest import FRAME_MAXCOUNT, LabelStatistics, ShardSetWriter
 from affbench.data.shard_payloads import decode_json, encode_json
 from affbench.data.shard_set import ShardSet
 
 KIND = "frame_shards"
 REQUIRED = frozenset(["jpg", "json"])
 DECODE_MODES = ("rgb", "bytes")
-# 112x112 aligned faces are ~5 kB: ~50 MB shards.
-DEFAULT_MAXCOUNT = 10000
+DEFAULT_MAXCOUNT = FRAME_MAXCOUNT
 
 
 def write_frame_shards(

@@ -28,9 +28,8 @@ from affbench.data.affwild2_layout import SPLITS, TASKS
 def add_commands(subparsers) -> None:
     """Add the `shard` command group (frames, windows) to the top-level parser's subparsers."""
     from affbench.data.cli import add_dataset_arguments
-    from affbench.data.frame_shards import DEFAULT_MAXCOUNT as FRAME_MAXCOUNT
     from affbench.data.missing_faces import DEFAULT_POLICY, POLICIES
-    from affbench.data.window_shards import DEFAULT_MAXCOUNT as WINDOW_MAXCOUNT
+    from affbench.data.shard_manifest import FRAME_MAXCOUNT, WINDOW_MAXCOUNT
 
     shard = subparsers.add_parser(
         "shard", help="write webdataset shards (frames, windows)",

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from affbench.data.records import VideoRecord
 from affbench.data.shard_loader import ShardBatchStream, ShardLoader, check_enough_shards
 from affbench.data.shard_manifest import (
+    WINDOW_MAXCOUNT,
     LabelStatistics,
     ShardSetWriter,
 )
@@ -53,7 +54,7 @@ _TORCH_DTYPES = {
 }
 REQUIRED = frozenset([f"{name}.npy" for name in ARRAY_FIELDS] + ["json"])
 # ~118 MB per shard at w=300, D=768: big sequential reads, yet enough shards for ranks x workers.
-DEFAULT_MAXCOUNT = 256
+DEFAULT_MAXCOUNT = WINDOW_MAXCOUNT
 
 
 def _check_key_part(video: str) -> None:
