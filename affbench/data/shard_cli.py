@@ -91,6 +91,7 @@ def run_frames(args: argparse.Namespace) -> int:
         dataset_provenance={**_dataset_provenance(dataset, args.task), "split": args.split},
         maxcount=args.maxcount,
         quiet=bool(getattr(args, "quiet", False)),
+        desc=f"frame shards {args.task} {args.split}",
     )
     if not getattr(args, "quiet", False):
         print(f"wrote {manifest['num_samples']} face images of {manifest['counts']['videos']} videos in "
@@ -148,6 +149,7 @@ def run_windows(args: argparse.Namespace) -> int:
         },
         maxcount=args.maxcount,
         quiet=bool(getattr(args, "quiet", False)),
+        desc=f"window shards {args.task} {args.split}",
     )
     if not getattr(args, "quiet", False):
         print(f"wrote {manifest['counts']['windows']} windows of {manifest['counts']['videos']} videos in "

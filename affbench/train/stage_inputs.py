@@ -161,6 +161,9 @@ def ensure_frame_shards(
         n_images = sum(int(r.has_image.sum()) for r in records)
         if n_images == 0:
             raise ValueError(f"task '{task}': the selected videos hold no face image to write as frame shards")
+        fold = selection.get("fold")
+        purpose = " ".join(str(p) for p in (selection.get("stage"), None if fold is None else f"fold {fold}") if p)
         write_frame_shards(records, dataset.image_root, directory, task=task, dataset_provenance=provenance,
-                           maxcount=frames_maxcount(n_images), quiet=quiet)
+                           maxcount=frames_maxcount(n_images), quiet=quiet,
+                           desc=f"frame shards {task}" + (f" for {purpose}" if purpose else ""))
     return directory
