@@ -19,7 +19,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from affbench.data.stale_temporaries import is_stale, temporary_name
 from affbench.home import cache_root, synthaffect_root
 
 # stage -> the file whose presence makes an entry complete. The four cache stages follow
@@ -97,6 +96,8 @@ def removable(entries: Sequence[Entry], *, older_than_days: float | None = None,
               now: float | None = None) -> list[Entry]:
     """The entries `clear` removes: those unused for more than `older_than_days` (all when None). A leftover
     temporary folder goes only once its writer is gone (affbench.data.stale_temporaries.is_stale)."""
+    from affbench.data.stale_temporaries import is_stale
+
     now = time.time() if now is None else now
     chosen = []
     for entry in entries:
@@ -110,6 +111,8 @@ def removable(entries: Sequence[Entry], *, older_than_days: float | None = None,
 
 def remove_entry(entry: Entry) -> None:
     """Remove one entry: rename it out of the way (atomic), then delete the renamed folder."""
+    from affbench.data.stale_temporaries import temporary_name
+
     doomed = entry.path
     if not entry.leftover:
         doomed = entry.path.parent / temporary_name(entry.path.name, "old")

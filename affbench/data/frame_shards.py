@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from affbench.data import FRAME_MAXCOUNT
 from affbench.data.records import VideoRecord
 from affbench.data.shard_loader import ShardBatchStream, ShardLoader, check_enough_shards
-from affbench.data.shard_manifest import FRAME_MAXCOUNT, LabelStatistics, ShardSetWriter
+from affbench.data.shard_manifest import LabelStatistics, ShardSetWriter
 from affbench.data.shard_payloads import decode_json, encode_json
 from affbench.data.shard_set import ShardSet
 

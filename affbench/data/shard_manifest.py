@@ -29,11 +29,6 @@ from affbench.run_lock import folder_lock
 MANIFEST_NAME = "manifest.json"
 SHARD_PATTERN = "shard-%06d.tar"
 MANIFEST_VERSION = 1
-# Samples per shard by default. Kept here, beside the writer, and not in the torch-importing frame/window modules,
-# so the command line can show them in --help without loading torch. 112x112 aligned faces are ~5 kB: ~50 MB
-# frame shards; 256 windows of [300, 768] float16 are ~118 MB.
-FRAME_MAXCOUNT = 10000
-WINDOW_MAXCOUNT = 256
 # Value counts are kept per label column only while it looks categorical (EXPR class, AU 0/1, -1 invalid).
 _MAX_DISTINCT_VALUES = 64
 

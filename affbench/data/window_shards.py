@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from affbench.data import WINDOW_MAXCOUNT
 from affbench.data.records import VideoRecord
 from affbench.data.shard_loader import ShardBatchStream, ShardLoader, check_enough_shards
 from affbench.data.shard_manifest import (
-    WINDOW_MAXCOUNT,
     LabelStatistics,
     ShardSetWriter,
 )
@@ -52,7 +52,6 @@ _TORCH_DTYPES = {
     "frames": torch.int32,
 }
 REQUIRED = frozenset([f"{name}.npy" for name in ARRAY_FIELDS] + ["json"])
-# ~118 MB per shard at w=300, D=768: big sequential reads, yet enough shards for ranks x workers.
 DEFAULT_MAXCOUNT = WINDOW_MAXCOUNT
 
 
