@@ -23,8 +23,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     ls = commands.add_parser(
         "list", help="entries, size and last use per stage",
         description="Per stage: entries, size, and when they were last used (written, or reused by a run).")
-    ls.add_argument("--stage", action="append", choices=STAGES, metavar="STAGE", help=f"only this stage: {STAGE_HELP}; "
-                    "repeatable")
+    _stage_option(ls, STAGES)
     ls.add_argument("--entries", action="store_true", help="also list every entry")
     ls.set_defaults(func=_list)
 
@@ -33,12 +32,16 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         description="Remove entries: each is renamed out of the way first, so a run never finds half an entry. "
                     "Anything removed is rebuilt by the next run that needs it. Do not clear while a run uses "
                     "the cache.")
-    clear.add_argument("--stage", action="append", choices=STAGES, metavar="STAGE",
-                       help=f"only this stage: {STAGE_HELP}; repeatable")
+    _stage_option(clear, STAGES)
     clear.add_argument("--older-than", type=_days, default=None, metavar="DAYS",
                        help="only entries not used for more than DAYS days (a number, e.g. 7 or 0.5)")
     clear.add_argument("--dry-run", action="store_true", help="print what would be removed, remove nothing")
     clear.set_defaults(func=_clear)
+
+
+def _stage_option(parser: argparse.ArgumentParser, stages: tuple[str, ...]) -> None:
+    parser.add_argument("--stage", action="append", choices=stages, metavar="STAGE",
+                        help=f"only this stage: {STAGE_HELP}; repeatable")
 
 
 def _days(text: str) -> float:
