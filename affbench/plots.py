@@ -155,7 +155,7 @@ def plot_expr_confusion(run: Mapping[str, Any], path: Path) -> Path | None:
     plt = _pyplot()
     totals = matrix.sum(axis=1)
     norm = matrix / np.maximum(totals[:, None], 1)
-    fig, ax = plt.subplots(figsize=(7, 5.8))
+    fig, ax = plt.subplots(figsize=(7.6, 5.8), layout="constrained")  # room for the long class labels
     image = ax.imshow(np.where(totals[:, None] > 0, norm, np.nan), cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(EXPR_CLASSES)), EXPR_CLASSES, rotation=45, ha="right")
     ax.set_yticks(range(len(EXPR_CLASSES)),
@@ -173,7 +173,6 @@ def plot_expr_confusion(run: Mapping[str, Any], path: Path) -> Path | None:
     ax.set_title(f"{run['name']} fold {run['fold']}: expression confusion (frame counts)")
     bar = fig.colorbar(image, ax=ax, fraction=0.046)
     bar.set_label("fraction of true class")
-    fig.tight_layout()
     return _save(fig, path)
 
 
