@@ -21,7 +21,7 @@ from typing import Any
 RESULTS_FILE = "results.json"
 FORMAT = "affbench-results"
 FORMAT_VERSION = 1
-BEGIN = "<!-- results:begin (written by `affbench suite publish`; do not edit by hand) -->"
+BEGIN = "<!-- results:begin (written by `affbench publish`; do not edit by hand) -->"
 END = "<!-- results:end -->"
 
 
@@ -76,8 +76,8 @@ def _relative_config(path: str | None) -> str:
         return str(path)
 
 
-def results_record(record: Mapping[str, Any], tables_markdown: str) -> dict[str, Any]:
-    """The results file's content for a finished suite record (suite.json) and its rendered tables."""
+def results_record(record: Mapping[str, Any], tables_markdown: str, *, wall_seconds: float) -> dict[str, Any]:
+    """The results file's content for a finished suite record (suite.json), its rendered tables and wall time."""
     from affbench import __version__
 
     return {
@@ -94,7 +94,7 @@ def results_record(record: Mapping[str, Any], tables_markdown: str) -> dict[str,
                  "trained": sum(1 for r in record["runs"] if r["status"] == "trained")},
         "machine": machine_description(),
         "started": record["started"],
-        "wall_seconds": record["seconds"],
+        "wall_seconds": wall_seconds,
         "tables_markdown": tables_markdown,
     }
 

@@ -280,21 +280,29 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(out)
 
 
+def tables_markdown(tables: Mapping[str, Any], *, legend_lines: Sequence[str] = (), level: int = 2) -> str:
+    """How to read the tables, then the tables, as Markdown with headings of `level` (what a README quotes)."""
+    titles = _titles(tables)
+    hashes = "#" * level
+    parts: list[str] = []
+    if legend_lines:
+        parts += [f"{hashes} How to read the tables", "", *(f"- {line}" for line in legend_lines), ""]
+    for key in ("table1", "table2", "table3"):
+        table = tables[key]
+        if table["rows"]:
+            parts += [f"{hashes} {titles[key]}", "", markdown_table(table["header"], _all_rows(table)), ""]
+    return "\n".join(parts)
+
+
 def render_markdown(tables: Mapping[str, Any], *, title: str, legend_lines: Sequence[str] = (),
                     plots: Sequence[str] = (), notes: Sequence[str] = (), scope: str | None = None,
                     made: Sequence[str] = ()) -> str:
     """The report as Markdown: what it can show, how to read it, the tables, notes, links to the plots, and
     how it was made."""
-    titles = _titles(tables)
     parts = [f"# {title}", ""]
     if scope:
         parts += [f"**What this report can show.** {scope}", ""]
-    if legend_lines:
-        parts += ["## How to read the tables", "", *(f"- {line}" for line in legend_lines), ""]
-    for key in ("table1", "table2", "table3"):
-        table = tables[key]
-        if table["rows"]:
-            parts += [f"## {titles[key]}", "", markdown_table(table["header"], _all_rows(table)), ""]
+    parts.append(tables_markdown(tables, legend_lines=legend_lines))
     if notes:
         parts += ["## Notes", "", *(f"- {n}" for n in notes), ""]
     if plots:
@@ -369,6 +377,7 @@ def write_report(runs: Sequence[Mapping[str, Any]], out_dir: str | Path, *, titl
         "selection": {row: numbers.row_selection(row) for row in numbers.rows()},
         "legend": legend(numbers), "plots": plot_files, "notes": list(notes), "scope": scope,
         "made": list(made),
+        "tables_markdown": tables_markdown(tables, legend_lines=legend(numbers), level=4),
         "runs": [{**{k: run.get(k) for k in ("name", "task", "fold", "seed", "metrics", "run_dir")},
                   "select": selection_mode(run)} for run in runs],
     }

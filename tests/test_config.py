@@ -28,7 +28,8 @@ def test_include_merge_rule_and_sources(tmp_path):
     c = load_config(row, {"train.seed": 7, "model": {"head": {"dropout": 0.1}}})
     assert c["train"]["lr"] == 1e-4 and c["train"]["epochs"] == 4  # later include wins over earlier
     assert c["train"]["batch_size"] == 2  # the including file wins
-    assert c["train"]["seed"] == 7 and c["model"]["head"] == {"hidden": 64, "dropout": 0.1, "norm": "batch"}
+    assert c["train"]["seed"] == 7
+    assert c["model"]["head"] == {"hidden": 64, "dropout": 0.1, "norm": "batch", "activation": "relu"}
     assert c["model"]["temporal"] == []  # lists replace whole
     assert c["eval"]["smoothing"] is None
     assert c["train"]["weight_decay"] == 1e-5  # default filled in

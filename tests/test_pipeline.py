@@ -99,8 +99,11 @@ def test_official_split_and_bad_fold(home, synth_root):
         prepare_window_shards(config, fold=2, quiet=True)
 
 
-def test_inner_refuses_a_fold_with_one_training_source(home, synth_root):
-    config = tiny_config(synth_root, task="expr")  # the tiny EXPR fold 0 trains on one source video
+def test_inner_refuses_a_fold_with_one_training_source(home, tmp_path):
+    # Two source videos and two folds: each fold trains on one source, which leaves none to hold out.
+    duo = {"name": "duo", "singles": 2, "pairs": 0, "mean_frames": 40}
+    config = tiny_config(tmp_path, task="expr", data={"dataset": {"name": "synthaffect", "options": {
+        "size": duo, "seed": 0, "root": str(tmp_path / "duo")}}})
     before = forwards()
     with pytest.raises(ConfigError, match=r"train.select: inner: task 'expr' fold 0: .*at least 2 source videos.*"
                                           r"set train.select to last or validation"):

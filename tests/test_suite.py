@@ -10,6 +10,7 @@ import pytest
 from stage_fixtures import TINY_BACKBONE, TINY_PLUGIN, forwards, tiny_config
 
 from affbench.cli import main
+from affbench.published_results import RESULTS_FILE, read_results
 from affbench.suite import (
     SuiteError,
     builtin_suite_path,
@@ -19,7 +20,7 @@ from affbench.suite import (
     resolve_suite,
     run_suite,
 )
-from affbench.train.config import to_yaml
+from affbench.train.config import config_digest, to_yaml
 
 pytest_plugins = ["stage_plugin"]  # the synth_root and home fixtures
 
@@ -65,10 +66,9 @@ def test_suite_runs_a_third_party_backbone_through_every_stage(home, synth_root,
     finetunes = [p for p in (home / "cache" / "finetune").iterdir() if (p / "manifest.json").is_file()]
     assert len(finetunes) == 2
 
-    # Report files with the right rows and columns; no run selected on the validation frames: no †.
+    # Report files with the right rows and columns; no row selected on the frames it reports (no †).
     md = (out / "report.md").read_text()
-    assert "| Method | VA | Expr |" in md and "| ours |" in md and "| wo_finetune " in md and "†" not in md[
-        md.index("## Table 2"):md.index("## Table 3")]
+    assert "| Method | VA | Expr |" in md and "| ours |" in md and "| wo_finetune |" in md and "| ours † |" not in md
     assert "| ref: constant |" in md and "| ref: prior |" in md
     with open(out / "report.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -83,12 +83,19 @@ def test_suite_runs_a_third_party_backbone_through_every_stage(home, synth_root,
     assert len(scored) == 3 + 3 + 1
     for value in scored:
         assert value["low"] <= value["value"] <= value["high"]
-        assert value["select"] == {"va": "inner", "expr": "last"}[value["task"]]
+        assert value["select"] == ("last" if value["task"] == "expr" else "inner")
         assert value["value"] == pytest.approx(value["metrics_json"], abs=1e-4)
     assert any(v["clusters"] < v["videos"] for v in scored)  # the _left/_right tracks of a video: one cluster
     assert {(r["task"], r["reference"]) for r in report["references"]} == {
         ("va", "constant"), ("expr", "constant"), ("expr", "prior")}
     assert any(d["row"] == "wo_finetune" and d["fold"] == "all" for d in report["differences"])
+    # results.json: what the README quotes, with the digest of every resolved config the suite ran.
+    results = read_results(out / RESULTS_FILE)
+    assert {(c["task"], c["row"]) for c in results["configs"]} == {("va", "ours"), ("va", "wo_finetune"),
+                                                                    ("expr", "ours")}
+    by_row = {(c["task"], c["row"]): c["digest"] for c in results["configs"]}
+    assert by_row[("va", "ours")] == config_digest(saved["runs"][0]["config"])
+    assert "ref: constant" in results["tables_markdown"] and results["wall_seconds"] > 0
     plots = {p.name for p in (out / "plots").glob("*.png")}
     assert {"va_traces.png", "expr_confusion.png", "training_curves.png", "intervals.png"} <= plots
     assert all((out / "plots" / p).stat().st_size > 1000 for p in plots)

@@ -107,7 +107,9 @@ def finetune_frames(config: Mapping[str, Any], inputs: StageInputs) -> FinetuneF
     labels = MultiTaskLabels([affbench.create("task", s["name"], **s["options"]) for s in specs])
     records, n_frames = _training_records(labels.merge(chosen), config["finetune"]["max_frames"],
                                           int(config["finetune"]["seed"]), what=inputs.task)
-    info = {k: v for k, v in inputs.fold_info.items() if k not in ("train", "validation")}
+    # What chose the videos, never what only the row's task has (its faceless videos, its selection slice):
+    # rows of every task that ask for this fine-tune must find the same key.
+    info = {k: inputs.fold_info[k] for k in ("fold", "k", "seed", "split", "split_over_tasks") if k in inputs.fold_info}
     info["train"] = sorted({v for c in chosen for v in c})
     return FinetuneFrames(records, n_frames, labels, info)
 
@@ -127,7 +129,7 @@ def finetune_key(config: Mapping[str, Any], inputs: StageInputs, frames: Finetun
         fold=frames.fold,
         backbone=cache.backbone_identity(spec, backbone.weights_id, backbone.preprocess),
         options=options,
-        stamps=inputs.stamps_digest(inputs.train),  # a replaced training image trains new weights
+        stamps=inputs.stamps_digest(frames.records),  # a replaced training image trains new weights
     )
 
 

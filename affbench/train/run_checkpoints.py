@@ -45,15 +45,21 @@ def checkpoint_config(checkpoint: str | Path, ckpt: Mapping[str, Any]):
     return config
 
 
+def load_best_checkpoint(best_path: Path, best_epoch: int) -> dict:
+    """The run's best.pt, refused (CheckpointError naming it) when unreadable or not of its best epoch."""
+    best = load_checkpoint(best_path)
+    if best.get("epoch") != best_epoch:
+        raise CheckpointError(f"{best_path}: holds epoch {best.get('epoch')!r} but the run's best epoch is "
+                              f"{best_epoch}; delete the run folder and train again")
+    return best
+
+
 def restore_best_outputs(best_path: Path, model: Any, val_shards: Any, *, best_epoch: int, thresholds: Any,
                          ecfg: Mapping[str, Any], amp: str, device: Any, info: Any, quiet: bool):
     """(values, outputs) of the best epoch, recomputed from `best_path` with `model` (its weights replaced)."""
     from affbench.train.evaluate import run_windows, score
 
-    best = load_checkpoint(best_path)
-    if best.get("epoch") != best_epoch:
-        raise CheckpointError(f"{best_path}: holds epoch {best.get('epoch')!r} but the run's best epoch is "
-                              f"{best_epoch}; delete the run folder and train again")
+    best = load_best_checkpoint(best_path, best_epoch)
     try:
         model.load_state_dict(best["model"])
     except (KeyError, RuntimeError) as exc:

@@ -51,8 +51,12 @@ class StageInputs:
         out = {}
         for record in records:
             known = self.stamps.get(record.video)
-            out[record.video] = known if known is not None and len(known) == record.n_frames else \
-                record_stamps(self.dataset.image_root, [record])[record.video]
+            if known is not None and len(known) == record.n_frames:
+                stamps = known.copy()
+                stamps[~record.has_image] = 0  # a frame left out of this record stamps as a frame without image
+            else:
+                stamps = record_stamps(self.dataset.image_root, [record])[record.video]
+            out[record.video] = stamps
         return out
 
     def stamps_digest(self, records: Sequence[VideoRecord]) -> str:

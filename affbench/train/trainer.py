@@ -46,7 +46,7 @@ from affbench.train.checkpoints import (
 )
 from affbench.train.config import Config, as_config, config_digest
 from affbench.train.evaluate import run_windows, score, tune_thresholds, write_predictions_csv
-from affbench.train.run_checkpoints import restore_best_outputs
+from affbench.train.run_checkpoints import load_best_checkpoint, restore_best_outputs
 from affbench.train.run_dir import prepare_run_dir, run_dir_path, write_json, write_metrics_csv
 from affbench.train.schedule import build_scheduler
 
@@ -275,6 +275,8 @@ def _train(config: Config, *, fold: int | None, out_dir: Path, resume: bool, qui
         scaler.load_state_dict(ckpt["scaler"])
         state.update(ckpt["state"])
         rng_to_restore = ckpt["rng"][info.rank] if isinstance(ckpt["rng"], list) else ckpt["rng"]
+        if state["best_epoch"] is not None:  # a damaged best.pt must stop the resume, never be reported from
+            load_best_checkpoint(best_path, state["best_epoch"])
 
     def save_last() -> None:
         rng = D.all_gather_objects(capture_rng_state())
