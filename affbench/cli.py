@@ -18,6 +18,7 @@ CLI_MODULES = [
     "affbench.train.cli",
     "affbench.train.stage_cli",
     "affbench.suite_cli",
+    "affbench.cache_cli",
     "affbench.bench_cli",
 ]
 

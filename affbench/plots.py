@@ -1,11 +1,16 @@
-"""PNG plots of a suite (matplotlib, Agg backend: no display needed).
+"""PNG plots of a suite (matplotlib, Agg backend: no display needed), each answering one question.
 
-* ``va_traces.png``: predicted vs true valence and arousal over time for a few validation videos;
-* ``expr_confusion.png``: the expression confusion matrix (rows: true class, normalised per row);
-* ``au_f1.png``: per-AU F1 of every row (mean over folds);
-* ``training_curves.png``: training loss and validation primary metric per epoch, per task and row;
-* ``intervals.png``: one panel per task, every row's value with its 95 % interval, the references as vertical
-  lines (the numbers of Table 2).
+* ``va_traces.png``: how do the predictions follow the labels? Predicted vs true valence and arousal of the
+  longest validation videos, for the main row and the best other row, each panel titled with the video's CCC
+  of both; frames without a face are shaded;
+* ``expr_confusion.png``: which expressions are confused? The main row's confusion matrix, each row normalised
+  by its true class (the colour bar says so), the frame counts printed; a class without frames is labelled;
+* ``au_f1.png``: which AUs are learnt? Per-AU F1 of every row (a bar at 0 is marked, so it never looks
+  missing) against the all-AUs-on reference 2p / (1 + p) of each AU;
+* ``training_curves.png``: did training converge, and which epoch was kept? Training loss and the selecting
+  split's score per epoch, the selected epoch marked, and the validation score reported for it apart;
+* ``intervals.png``: do rows differ? One panel per task, every row's value with its 95 % interval, the
+  references as vertical lines (the numbers of Table 2).
 
 Predictions and true labels come from each run's ``predictions.validation.csv`` (older runs: labels from the
 validation window shards recorded in its ``data_provenance.json``), so no dataset has to be reopened. A plot
@@ -22,13 +27,20 @@ from typing import Any
 
 import numpy as np
 
-from affbench.frame_stats import read_predictions, validation_labels
+from affbench import metrics as abaw
+from affbench.frame_stats import read_predictions, read_run_frames, validation_labels
 
 log = logging.getLogger("affbench.plots")
 
-EXPR_CLASSES = ("Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other")
-AU_NAMES = ("AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26")
+EXPR_CLASSES = abaw.EXPR_CLASSES
+AU_NAMES = abaw.AU_NAMES
 TRACE_VIDEOS = 3
+DPI = 90
+# The score each task's runs are selected on, as metrics.json / metrics.csv name it, and its axis label.
+PRIMARY = {"va": ("mean", "mean CCC (valence, arousal)"), "expr": ("f1", "macro F1 (8 classes)"),
+           "au": ("f1", "mean F1 (12 AUs)")}
+SELECTION_SPLITS = {"inner": ("selection_", "selection split (held-out training videos)"),
+                    "validation": ("val_", "validation (the reported frames)")}
 
 
 def _pyplot():
@@ -40,38 +52,82 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=DPI)
+    _pyplot().close(fig)
+    return path
+
+
 def _first_run(runs: Sequence[Mapping[str, Any]], name: str | None, task: str) -> Mapping[str, Any] | None:
     candidates = [r for r in runs if r["task"] == task and (name is None or r["name"] == name) and r.get("run_dir")]
-    candidates.sort(key=lambda r: -1 if r["fold"] is None else r["fold"])
+    candidates.sort(key=lambda r: (-1 if r["fold"] is None else r["fold"], r.get("seed") or 0))
     return candidates[0] if candidates else None
 
 
-def plot_va_traces(run: Mapping[str, Any], path: Path, *, videos: int = TRACE_VIDEOS) -> Path | None:
-    """Predicted vs true valence/arousal of the longest validation videos of one VA run."""
-    preds = read_predictions(run["run_dir"])
-    labels = validation_labels(run["run_dir"])
-    shown = sorted((v for v in preds if v in labels), key=lambda v: -len(labels[v][1]))[:videos]
+def _best_other_run(runs: Sequence[Mapping[str, Any]], main: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The other row's run on the main run's fold and seed with the best primary validation score."""
+    key = PRIMARY[main["task"]][0]
+    others = [r for r in runs if r["task"] == main["task"] and r["name"] != main["name"] and r.get("run_dir")
+              and r["fold"] == main["fold"] and r.get("seed") == main.get("seed")
+              and isinstance((r.get("metrics") or {}).get(key), (int, float))]
+    return max(others, key=lambda r: r["metrics"][key], default=None)
+
+
+def _spans(flags: np.ndarray) -> list[tuple[int, int]]:
+    """[(first, last)] 1-based frame spans where `flags` is True."""
+    padded = np.concatenate([[False], flags.astype(bool), [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    return [(int(a) + 1, int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def _video_ccc(pred: np.ndarray, true: np.ndarray, scored: np.ndarray) -> float | None:
+    return abaw.ccc(pred[scored], true[scored]) if scored.any() else None
+
+
+def plot_va_traces(run: Mapping[str, Any], path: Path, *, compare: Mapping[str, Any] | None = None,
+                   videos: int = TRACE_VIDEOS) -> Path | None:
+    """Predicted vs true valence/arousal of the longest validation videos of one VA run (and of `compare`,
+    another row's run on the same fold), each panel titled with the video's CCC of each row."""
+    frames = read_run_frames(run["run_dir"], "va")
+    if frames is None:
+        return None
+    shown_runs = [(run, frames)]
+    if compare is not None and (other := read_run_frames(compare["run_dir"], "va")) is not None:
+        shown_runs.append((compare, other))
+    faces = {v: cols.get("face") for v, cols in read_predictions(run["run_dir"]).items()}
+    shown = sorted(frames.true, key=lambda v: -len(frames.true[v]))[:videos]
     if not shown:
         return None
     plt = _pyplot()
-    fig, axes = plt.subplots(len(shown), 2, figsize=(12, 2.6 * len(shown)), squeeze=False)
+    colours = ("tab:red", "tab:blue")
+    fig, axes = plt.subplots(len(shown), 2, figsize=(12, 2.8 * len(shown)), squeeze=False)
     for row, video in enumerate(shown):
-        true, valid = labels[video]
-        for col, name in enumerate(("valence", "arousal")):
+        true, scored = frames.true[video], frames.scored[video]
+        x = np.arange(1, len(true) + 1)
+        face = faces.get(video)
+        for col, dim in enumerate(("valence", "arousal")):
             ax = axes[row][col]
-            frames = np.arange(1, len(valid) + 1)
-            ax.plot(frames, np.where(valid, true[:, col], np.nan), label="true", color="black", linewidth=1.2)
-            ax.plot(frames, preds[video][name], label="predicted", color="tab:red", linewidth=1.0)
+            if face is not None:
+                for i, (a, b) in enumerate(_spans(face == 0)):
+                    ax.axvspan(a - 0.5, b + 0.5, color="0.85", linewidth=0, label="no face" if i == 0 else None)
+            ax.plot(x, np.where(scored, true[:, col], np.nan), color="black", linewidth=1.4, label="true")
+            parts = []
+            for (r, f), colour in zip(shown_runs, colours, strict=False):
+                if video not in f.pred or len(f.pred[video]) != len(true):
+                    continue
+                ax.plot(x, f.pred[video][:, col], color=colour, linewidth=1.0, label=r["name"])
+                value = _video_ccc(f.pred[video][:, col], true[:, col], f.scored[video])
+                parts.append(f"{r['name']} {'—' if value is None else f'{value:.2f}'}")
             ax.set_ylim(-1.05, 1.05)
-            ax.set_title(f"{video}: {name}", fontsize=9)
+            ax.set_title(f"{video}: {dim}  (CCC {', '.join(parts)})", fontsize=9)
             ax.set_xlabel("frame")
+            ax.set_ylabel(dim)
             if row == 0 and col == 0:
-                ax.legend(loc="upper right", fontsize=8)
-    fig.suptitle(f"{run['name']} fold {run['fold']}: validation traces")
+                ax.legend(loc="upper right", fontsize=7, ncol=2)
+    versus = f" vs {compare['name']} (best other row)" if len(shown_runs) > 1 else ""
+    fig.suptitle(f"{run['name']}{versus}, fold {run['fold']}: validation traces; shaded frames have no face")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def expr_confusion(run: Mapping[str, Any]) -> np.ndarray | None:
@@ -97,27 +153,44 @@ def plot_expr_confusion(run: Mapping[str, Any], path: Path) -> Path | None:
     if matrix is None:
         return None
     plt = _pyplot()
-    norm = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(6.5, 5.5))
-    image = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    totals = matrix.sum(axis=1)
+    norm = matrix / np.maximum(totals[:, None], 1)
+    fig, ax = plt.subplots(figsize=(7.6, 5.8), layout="constrained")  # room for the long class labels
+    image = ax.imshow(np.where(totals[:, None] > 0, norm, np.nan), cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(EXPR_CLASSES)), EXPR_CLASSES, rotation=45, ha="right")
-    ax.set_yticks(range(len(EXPR_CLASSES)), EXPR_CLASSES)
+    ax.set_yticks(range(len(EXPR_CLASSES)),
+                  [f"{c} (n={n})" if n else f"{c} (no frames)" for c, n in zip(EXPR_CLASSES, totals, strict=True)])
     for i in range(len(EXPR_CLASSES)):
+        if totals[i] == 0:
+            ax.text(3.5, i, "no frames of this class in the validation split", ha="center", va="center",
+                    fontsize=8, color="0.3", style="italic")
+            continue
         for j in range(len(EXPR_CLASSES)):
             ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7,
                     color="white" if norm[i, j] > 0.5 else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"{run['name']} fold {run['fold']}: expression confusion")
-    fig.colorbar(image, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class (frames)")
+    ax.set_title(f"{run['name']} fold {run['fold']}: expression confusion (frame counts)")
+    bar = fig.colorbar(image, ax=ax, fraction=0.046)
+    bar.set_label("fraction of true class")
+    return _save(fig, path)
+
+
+def all_on_reference(runs: Sequence[Mapping[str, Any]]) -> np.ndarray | None:
+    """[12] the all-AUs-on F1 per AU (2p / (1 + p)), mean over the folds of the AU runs' scored frames."""
+    from affbench.references import all_aus_on_f1
+
+    per_fold = {}
+    for run in runs:
+        if run["task"] == "au" and run.get("run_dir") and run["fold"] not in per_fold:
+            frames = read_run_frames(run["run_dir"], "au")
+            if frames is not None:
+                per_fold[run["fold"]] = all_aus_on_f1(frames)
+    return np.mean(list(per_fold.values()), axis=0) if per_fold else None
 
 
 def plot_au_f1(runs: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
-    """Grouped bars: per-AU F1 of each row, mean over its folds."""
+    """Grouped bars: per-AU F1 of each row, mean over its runs, with the all-AUs-on reference per AU."""
     rows: dict[str, list[list[float]]] = {}
     for run in runs:
         metrics = run.get("metrics") or {}
@@ -127,20 +200,34 @@ def plot_au_f1(runs: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
     if not rows:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(12, 4))
+    fig, ax = plt.subplots(figsize=(12, 4.4))
     width = 0.8 / len(rows)
     x = np.arange(len(AU_NAMES))
+    zero_marked = False
     for i, (name, values) in enumerate(rows.items()):
-        ax.bar(x + (i - (len(rows) - 1) / 2) * width, np.mean(values, axis=0), width, label=name)
+        mean = np.mean(values, axis=0)
+        pos = x + (i - (len(rows) - 1) / 2) * width
+        bars = ax.bar(pos, mean, width, label=name)
+        zero = mean < 0.005  # invisible as a bar: mark it, so a 0 never reads as a missing bar
+        if zero.any():
+            ax.plot(pos[zero], np.full(zero.sum(), 0.012), linestyle="none", marker="v", markersize=5,
+                    color=bars.patches[0].get_facecolor(), markeredgecolor="black", markeredgewidth=0.5,
+                    label="F1 = 0" if not zero_marked else None)
+            zero_marked = True
+    reference = all_on_reference(runs)
+    if reference is not None:
+        ax.hlines(reference, x - 0.45, x + 0.45, colors="black", linestyles="--", linewidth=1.1,
+                  label="ref: all AUs on, 2p/(1+p)")
     ax.set_xticks(x, AU_NAMES)
+    ax.set_xlim(-0.6, len(AU_NAMES) - 0.4)
     ax.set_ylim(0, 1)
-    ax.set_ylabel("F1")
-    ax.set_title("per-AU F1 (validation, mean over folds)")
-    ax.legend(fontsize=8, ncol=min(len(rows), 5))
+    ax.set_xlabel("action unit")
+    ax.set_ylabel("F1 (validation)")
+    ax.set_title("per-AU F1 of each row (mean over runs); dashed: every AU predicted on, p = its rate on the "
+                 "scored frames", fontsize=10)
+    ax.legend(fontsize=7, ncol=min(len(rows) + 2, 7), loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _read_history(run_dir: str | Path) -> list[dict[str, float]]:
@@ -152,34 +239,65 @@ def _read_history(run_dir: str | Path) -> list[dict[str, float]]:
 
 
 def plot_training_curves(runs: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
-    """Train loss (top) and validation primary metric (bottom) per epoch: one column per task, a line per row."""
-    primary = {"va": "val_mean", "expr": "val_f1", "au": "val_f1"}
+    """Per task (columns): training loss (top) and the selecting split's primary score (bottom) per epoch, a
+    line per row; the selected epoch is starred and the validation score reported for it drawn apart."""
+    from affbench.report_numbers import selection_mode
+
     tasks = [t for t in ("va", "expr", "au") if any(r["task"] == t for r in runs)]
-    curves: dict[str, dict[str, list[dict[str, float]]]] = {t: {} for t in tasks}
+    curves: dict[str, dict[str, tuple[Mapping[str, Any], list[dict[str, float]]]]] = {t: {} for t in tasks}
     for task in tasks:
         for name in dict.fromkeys(r["name"] for r in runs if r["task"] == task):
             run = _first_run(runs, name, task)
             history = _read_history(run["run_dir"]) if run else []
             if history:
-                curves[task][name] = history
+                curves[task][name] = (run, history)
     tasks = [t for t in tasks if curves[t]]
     if not tasks:
         return None
     plt = _pyplot()
-    fig, axes = plt.subplots(2, len(tasks), figsize=(4.5 * len(tasks), 6), squeeze=False)
+    fig, axes = plt.subplots(2, len(tasks), figsize=(5.2 * len(tasks), 7.4), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for col, task in enumerate(tasks):
-        for name, history in curves[task].items():
-            epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
-            axes[0][col].plot(epochs, [h.get("train_loss", np.nan) for h in history], marker=".", label=name)
-            axes[1][col].plot(epochs, [h.get(primary[task], np.nan) for h in history], marker=".", label=name)
-        axes[0][col].set_title(f"{task}: training loss")
-        axes[1][col].set_title(f"{task}: validation {primary[task][4:]}")
-        axes[1][col].set_xlabel("epoch")
-        axes[0][col].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+        key, label = PRIMARY[task]
+        loss_ax, score_ax = axes[0][col], axes[1][col]
+        splits = set()
+        for i, (name, (run, history)) in enumerate(curves[task].items()):
+            colour = colours[i % len(colours)]
+            epochs = [h.get("epoch", n + 1) for n, h in enumerate(history)]
+            loss_ax.plot(epochs, [h.get("train_loss", np.nan) for h in history], marker=".", color=colour,
+                         label=name)
+            mode = selection_mode(run)
+            prefix, split = SELECTION_SPLITS.get(mode, (None, None))
+            scores = [h.get(f"{prefix}{key}", np.nan) for h in history] if prefix else []
+            if scores and not np.all(np.isnan(scores)):
+                splits.add(split)
+                score_ax.plot(epochs, scores, marker=".", color=colour, label=name)
+            best = run.get("best_epoch")
+            if best is not None and best in epochs and scores:
+                score_ax.plot([best], [scores[epochs.index(best)]], marker="*", markersize=13, color=colour,
+                              markeredgecolor="black", linestyle="none")
+            reported = (run.get("metrics") or {}).get(key)
+            if best is not None and isinstance(reported, (int, float)) and mode != "validation":
+                score_ax.plot([best], [reported], marker="s", markersize=7, markerfacecolor="none",
+                              markeredgecolor=colour, markeredgewidth=1.6, linestyle="none")
+        loss_ax.set_title(f"{task}: training loss")
+        loss_ax.set_ylabel("training loss")
+        loss_ax.set_xlabel("epoch")
+        loss_ax.legend(fontsize=7)
+        where = " / ".join(sorted(splits)) or "no per-epoch scores (train.select: last)"
+        score_ax.set_title(f"{task}: {where}", fontsize=9)
+        score_ax.set_ylabel(label)
+        score_ax.set_xlabel("epoch")
+        score_ax.grid(alpha=0.3)
+    handles = [
+        plt.Line2D([], [], marker="*", markersize=11, color="0.4", markeredgecolor="black", linestyle="none",
+                   label="selected epoch (best.pt)"),
+        plt.Line2D([], [], marker="s", markerfacecolor="none", markeredgecolor="0.4", markeredgewidth=1.6,
+                   linestyle="none", label="validation score reported for it (scored once)"),
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return _save(fig, path)
 
 
 INTERVAL_PANELS = (("va", "mean", "VA (mean CCC)"), ("expr", "f1", "Expr (macro F1)"), ("au", "f1", "AU (mean F1)"))
@@ -220,9 +338,7 @@ def plot_intervals(numbers: Any, path: Path) -> Path | None:
             ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
     fig.suptitle("value and 95 % cluster-bootstrap interval of each row; references as vertical lines", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def write_plots(runs: Sequence[Mapping[str, Any]], out_dir: str | Path, *, main: str | None = None,
@@ -236,7 +352,7 @@ def write_plots(runs: Sequence[Mapping[str, Any]], out_dir: str | Path, *, main:
     written: list[Path | None] = []
     va_run = _first_run(runs, main, "va") or _first_run(runs, None, "va")
     if va_run:
-        written.append(plot_va_traces(va_run, out_dir / "va_traces.png"))
+        written.append(plot_va_traces(va_run, out_dir / "va_traces.png", compare=_best_other_run(runs, va_run)))
     expr_run = _first_run(runs, main, "expr") or _first_run(runs, None, "expr")
     if expr_run:
         written.append(plot_expr_confusion(expr_run, out_dir / "expr_confusion.png"))

@@ -26,7 +26,7 @@ def check_writable(directory: str | Path, what: str) -> Path:
 
 def check_run_folders(out_dir: str | Path | None, *, cache: bool = True) -> None:
     """`--out` (when given) and, when stages 1-2 may run, the cache under AFFBENCH_HOME must be writable."""
-    from affbench.train.feature_cache import HOME_ENV, cache_root
+    from affbench.home import HOME_ENV, cache_root
 
     if out_dir is not None:
         check_writable(out_dir, "--out")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-GROUP_ORDER = ("backbone", "extraction", "loader", "temporal", "inference", "synth", "memory")
+GROUP_ORDER = ("backbone", "extraction", "loader", "temporal", "inference", "synth", "memory", "startup")
 
 # Aff-Wild2 (6th ABAW edition) sizes the projection assumes.
 AFFWILD2_FRAMES_TO_EXTRACT = 3_000_000  # about 600 videos, ~3 M frames in all
@@ -185,6 +185,8 @@ def goals(results: Sequence[Result]) -> list[Goal]:
              _extra(results, "sharding_peak_rss[4x]", "rss_growth_vs_1x"), 0.10, False, "{:+.1%}"),
         Goal("memory", "loader peak RSS growth, 4x data",
              _extra(results, "loader_peak_rss[4x]", "rss_growth_vs_1x"), 0.10, False, "{:+.1%}"),
+        Goal("startup", "seconds to answer `affbench --help`",
+             _extra(results, "cli_startup[help]", "seconds_per_call"), 0.5, False, "{:.2f}"),
     ]
 
 

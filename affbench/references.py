@@ -95,6 +95,16 @@ def _constant(frames: RunFrames, value: np.ndarray) -> dict[str, np.ndarray]:
     return frames.labels_only(pred).video_stats()
 
 
+def all_aus_on(frames: RunFrames) -> dict[str, np.ndarray]:
+    """Per-video statistics of predicting every AU on every frame (the AU ``constant`` reference)."""
+    return _constant(frames, np.ones(len(abaw.AU_NAMES)))
+
+
+def all_aus_on_f1(frames: RunFrames) -> np.ndarray:
+    """[12] each AU's F1 when it is predicted on everywhere: 2p / (1 + p), p its rate on the scored frames."""
+    return abaw.f1_from_counts(sum(all_aus_on(frames).values()))
+
+
 def references_for(frames: RunFrames, label_stats: Mapping[str, Any]) -> list[Reference]:
     """The references of `frames.task` on those frames (their labels only), from the training label statistics."""
     task = frames.task
@@ -121,7 +131,7 @@ def references_for(frames: RunFrames, label_stats: Mapping[str, Any]) -> list[Re
     if task == "au":
         rate = _column_rates(label_stats, 2)[:, 1]
         return [
-            Reference(task, "constant", _constant(frames, np.ones(len(abaw.AU_NAMES))), {"prediction": 1}),
+            Reference(task, "constant", all_aus_on(frames), {"prediction": 1}),
             Reference(task, "prior", {v: _expected_counts(t, rate) for v, t in scored.items()},
                       {"training_prior": rate.tolist(), "statistic": "expected confusion counts"}),
         ]

@@ -185,6 +185,54 @@ def legend(numbers: ReportNumbers) -> list[str]:
     ]
 
 
+def scope_note(datasets: Sequence[Mapping[str, Any]], folds: Sequence[int | None]) -> str | None:
+    """What a report on these datasets and folds can and cannot show (None for several folds of real data)."""
+    names = [d.get("name") for d in datasets]
+    fold_text = f"{len(folds)} fold{'s' if len(folds) != 1 else ''}"
+    if "synthaffect" in names:
+        size = next((d.get("size") for d in datasets if d.get("name") == "synthaffect"), None)
+        return (f"SynthAffect{f' {size}' if size else ''} (generated), {fold_text}: a smoke test that the protocol "
+                "runs end to end, not evidence about Aff-Wild2 and not a ranking of the rows. For numbers that mean "
+                "something: more folds (--folds all), a larger SynthAffect, or --data affwild2.")
+    if len(folds) == 1:
+        return ("One fold: the intervals cover which validation videos were drawn, not which fold; run every fold "
+                "(--folds all) before comparing rows.")
+    return None
+
+
+def reading_guide(main: str | None) -> list[str]:
+    """How to read the printed tables, for the end of a suite's output (report.md's legend has the detail)."""
+    return [
+        "`0.412 [0.35, 0.47] n=1`  the value, its 95 % interval (bootstrap over validation videos), runs in the "
+        "cell",
+        "`ref: constant`, `ref: prior`  label-only predictors scored on the same frames: a row no better than "
+        "its references learnt nothing usable",
+        f"`{SIGNIFICANT}`  the row's paired difference from `{main}` (Table 3) has an interval that excludes 0",
+        f"`{SELECTED_ON_REPORTED}`  its epoch was chosen on the reported frames (`train.select: validation`): "
+        "optimistic",
+    ]
+
+
+def provenance_lines(runs: Sequence[Mapping[str, Any]], *, started: str | None = None,
+                     seconds: float | None = None) -> list[str]:
+    """How a report was made: machine, time, versions and the digest of every config, for its last section."""
+    from affbench import __version__
+    from affbench.published_results import config_digests, machine_description
+
+    machine = machine_description()
+    lines = [
+        f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['gpu'] or 'no GPU'}, {machine['system']}",
+        f"versions: affbench {__version__}, Python {machine['python']}, torch {machine['torch']}",
+    ]
+    if started is not None:
+        lines.append(f"started {started}" + (f", {seconds:.0f} s wall" if seconds is not None else ""))
+    digestible = [r for r in runs if r.get("config") and "config_file" in r]
+    if digestible:
+        lines.append("configs (sha256 of the resolved config): " + "; ".join(
+            f"{d['task']}/{d['row']} `{d['config_file']}` {d['digest'][:12]}" for d in config_digests(digestible)))
+    return lines
+
+
 def _wrapped_table(rows: Sequence[Sequence[str]], header: Sequence[str], width: int = TERMINAL_WIDTH) -> str:
     """format_table, split into column groups (the first column repeated) when it would pass `width`."""
     groups: list[list[int]] = [[]]
@@ -247,13 +295,20 @@ def tables_markdown(tables: Mapping[str, Any], *, legend_lines: Sequence[str] = 
 
 
 def render_markdown(tables: Mapping[str, Any], *, title: str, legend_lines: Sequence[str] = (),
-                    plots: Sequence[str] = (), notes: Sequence[str] = ()) -> str:
-    """The report as Markdown: how to read it, the tables, notes, and links to the plots."""
-    parts = [f"# {title}", "", tables_markdown(tables, legend_lines=legend_lines)]
+                    plots: Sequence[str] = (), notes: Sequence[str] = (), scope: str | None = None,
+                    made: Sequence[str] = ()) -> str:
+    """The report as Markdown: what it can show, how to read it, the tables, notes, links to the plots, and
+    how it was made."""
+    parts = [f"# {title}", ""]
+    if scope:
+        parts += [f"**What this report can show.** {scope}", ""]
+    parts.append(tables_markdown(tables, legend_lines=legend_lines))
     if notes:
         parts += ["## Notes", "", *(f"- {n}" for n in notes), ""]
     if plots:
         parts += ["## Plots", "", *(f"![{Path(p).stem}]({p})" for p in plots), ""]
+    if made:
+        parts += ["## How this report was made", "", *(f"- {line}" for line in made), ""]
     return "\n".join(parts)
 
 
@@ -285,8 +340,11 @@ def long_rows(numbers: ReportNumbers) -> list[dict[str, Any]]:
 
 def write_report(runs: Sequence[Mapping[str, Any]], out_dir: str | Path, *, title: str, main: str | None = None,
                  plots: bool = True, notes: Sequence[str] = (), echo: bool = True,
-                 bootstrap: BootstrapSettings | None = None) -> dict[str, Any]:
-    """Print the tables (when `echo`) and write report.md/.csv/.json and the plots into `out_dir`."""
+                 bootstrap: BootstrapSettings | None = None, scope: str | None = None,
+                 made: Sequence[str] = ()) -> dict[str, Any]:
+    """Print the tables (when `echo`) and write report.md/.csv/.json and the plots into `out_dir`.
+
+    `scope` (see scope_note) opens report.md; `made` (see provenance_lines) closes it."""
     from affbench.train.run_dir import write_json, write_text_atomic
 
     out_dir = Path(out_dir)
@@ -305,7 +363,8 @@ def write_report(runs: Sequence[Mapping[str, Any]], out_dir: str | Path, *, titl
     if echo:
         print(text)
     write_text_atomic(out_dir / "report.md", render_markdown(tables, title=title, legend_lines=legend(numbers),
-                                                             plots=plot_files, notes=notes))
+                                                             plots=plot_files, notes=notes, scope=scope,
+                                                             made=made))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
@@ -316,7 +375,8 @@ def write_report(runs: Sequence[Mapping[str, Any]], out_dir: str | Path, *, titl
         "values": numbers.values_json(), "references": numbers.references_json(),
         "differences": numbers.differences_json(),
         "selection": {row: numbers.row_selection(row) for row in numbers.rows()},
-        "legend": legend(numbers), "plots": plot_files, "notes": list(notes),
+        "legend": legend(numbers), "plots": plot_files, "notes": list(notes), "scope": scope,
+        "made": list(made),
         "tables_markdown": tables_markdown(tables, legend_lines=legend(numbers), level=4),
         "runs": [{**{k: run.get(k) for k in ("name", "task", "fold", "seed", "metrics", "run_dir")},
                   "select": selection_mode(run)} for run in runs],

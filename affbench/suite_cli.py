@@ -15,7 +15,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "suite", help="run a suite (configs x folds) with shared stages cached, then print and save the report",
         description="Run every config of a suite on the chosen folds. Rows whose run directory already holds "
                     "metrics.json are skipped unless --force. Shared stages (fine-tune, extraction) run once "
-                    "per backbone and fold and are reused from the cache ($AFFBENCH_HOME/cache).")
+                    "per backbone and fold and are reused from the stage cache ($AFFBENCH_HOME/cache; AFFBENCH_HOME "
+                    "defaults to ~/.cache/affbench, see `affbench cache list`).")
     p.add_argument("name", help="a built-in suite name (paper) or a suite YAML file")
     p.add_argument("--data", choices=("synthaffect", "affwild2"), default=None,
                    help="dataset: synthaffect (default: the SynthAffect-scaled configs) or affwild2 "
@@ -83,10 +84,43 @@ def _suite(args: argparse.Namespace) -> int:
             print(f"affbench suite: {exc}", file=sys.stderr)
             return 1
     else:
+        if not quiet:
+            print(f"suite '{suite.name}': runs and report go to {out}; {_where_home()}", flush=True)
         record = run_suite(suite, out, force=args.force, quiet=quiet, plots=not args.no_plots, **where)
-    print(f"suite '{suite.name}': {len(record['runs'])} runs in {record['seconds']:.1f} s; report in "
-          f"{out / 'report.md'} (also report.csv, report.json, plots/, suite.json)")
+    print(_closing(record, out, main=suite.main, quiet=quiet))
     return 0
+
+
+def _where_home() -> str:
+    """Where generated data and the stage cache live, and how big the cache is now."""
+    from affbench.cache_inventory import folder_size, format_size
+    from affbench.home import HOME_ENV, affbench_home, cache_root
+
+    return (f"generated data and the stage cache under {affbench_home()} (${HOME_ENV}), the cache "
+            f"{format_size(folder_size(cache_root()))}")
+
+
+def _closing(record: dict, out: Path, *, main: str | None, quiet: bool) -> str:
+    """Where the report is, how to read its tables, what this run can show, and where everything went."""
+    from affbench.cache_inventory import folder_size, format_size
+    from affbench.report import main_row, reading_guide, scope_note
+
+    done = (f"suite '{record['suite']}': {len(record['runs'])} runs in {record['seconds']:.1f} s. Report: "
+            f"{out / 'report.md'} (also report.csv, report.json, plots/, suite.json)")
+    if quiet:
+        return done
+    roots = sorted({str(d["root"]) for d in record["data"]["datasets"] if d.get("root")})
+    scope = scope_note(record["data"]["datasets"], record["folds"])
+    lines = [
+        "", done, "",
+        "Reading the tables:",
+        *(f"  {line}" for line in reading_guide(main_row(record["runs"], main))),
+        *(["", f"What this run can show: {scope}"] if scope else []),
+        "",
+        f"Runs: {out} ({format_size(folder_size(out))}). Data: {', '.join(roots) or 'as configured'}. "
+        f"{_where_home()} (`affbench cache list`, `affbench cache clear`).",
+    ]
+    return "\n".join(lines)
 
 
 def _publish(args: argparse.Namespace) -> int:

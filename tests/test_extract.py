@@ -92,3 +92,13 @@ def test_resume_extracts_only_the_missing_videos(home, synth_root):
     assert again.extracted_frames == int(lost.has_image.sum()) == forwards() - before
     assert {name: p.stat().st_mtime_ns for name, p in files.items()} == kept
     assert cached_rows(again.directory, lost) is not None
+
+
+def test_progress_bars_are_named_by_what_they_do():
+    from affbench.train.stage_inputs import frame_shards_label
+
+    fold_info = {"fold": 0, "k": 5, "seed": 0, "train": ["a", "b"], "validation": ["c"]}
+    assert frame_shards_label("va+expr+au", {"stage": "finetune", "fold": fold_info, "seed": 0}) == \
+        "frame shards va+expr+au for finetune fold 0"
+    assert frame_shards_label("au", {"stage": "extract"}) == "frame shards au for extract"
+    assert frame_shards_label("va", {}) == "frame shards va"

@@ -100,10 +100,26 @@ def test_suite_runs_a_third_party_backbone_through_every_stage(home, synth_root,
     assert {"va_traces.png", "expr_confusion.png", "training_curves.png", "intervals.png"} <= plots
     assert all((out / "plots" / p).stat().st_size > 1000 for p in plots)
 
-    # A second run (through the CLI) skips every finished row and recomputes nothing.
+    # report.md stands on its own: what it can show first, how it was made last.
+    assert md.startswith("# affbench suite: tiny\n\n**What this report can show.** SynthAffect tiny (generated), 1 fold:")
+    made = md[md.index("## How this report was made"):]
+    assert "- machine: " in made and "- versions: affbench " in made and " s wall" in made
+    assert "va/wo_finetune `" in made and made.count("configs (sha256 of the resolved config)") == 1
+
+    # A second run (through the CLI) skips every finished row and recomputes nothing, and ends by saying where
+    # the report is, how to read it and what it can show.
     before = forwards()
-    assert main(["--quiet", "suite", str(suite.path), "--out", str(out), "--no-plots"]) == 0
+    capsys.readouterr()
+    assert main(["suite", str(suite.path), "--out", str(out), "--no-plots"]) == 0
     assert forwards() == before
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"suite 'tiny': runs and report go to {out}; generated data and the stage cache under "
+                              f"{home} ($AFFBENCH_HOME), the cache ")
+    closing = printed[printed.index("suite 'tiny': 3 runs in "):]
+    assert f"Report: {out / 'report.md'}" in closing and "Reading the tables:" in closing
+    assert "`ref: constant`, `ref: prior`" in closing and "`*`  the row's paired difference from `ours`" in closing
+    assert "What this run can show: SynthAffect tiny (generated), 1 fold: a smoke test" in closing
+    assert f"Runs: {out} (" in closing and "affbench cache list" in closing
     again = json.loads((out / "suite.json").read_text())
     assert all(r["status"].startswith("skipped") for r in again["runs"])
     assert again["runs"][0]["metrics"] == saved["runs"][0]["metrics"]

@@ -67,3 +67,17 @@ def test_window_shards_built_for_another_config_are_refused(tmp_path):
     other_task = tiny_config("expr")
     with pytest.raises(ProvenanceMismatchError, match=r"task\.name.*va.*expr"):
         train(other_task, out_dir=tmp_path / "runs", quiet=True, data=data)
+
+
+@pytest.mark.parametrize("select", ["inner", "validation"])
+def test_epoch_lines_stay_short_and_the_per_au_detail_goes_to_metrics_csv(tmp_path, capsys, select):
+    data = write_tiny_data(tmp_path / "data", "au")
+    config = tiny_config("au", epochs=2, select=select).to_dict()
+    config["name"] = "wo_temporal_encoder"  # the longest row name of the paper's suites
+    train(resolve(config), fold=0, out_dir=tmp_path, data=data, quiet=False)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[wo_temporal_encoder]")]
+    assert len(lines) == (3 if select == "inner" else 2)  # one per epoch; inner: then the one look at validation
+    assert all(len(line) < 120 and "f1=" in line and "AU12" not in line for line in lines), lines
+    prefix = "selection_" if select == "inner" else "val_"
+    header = (tmp_path / "au" / "wo_temporal_encoder" / "fold0" / "metrics.csv").read_text().splitlines()[0]
+    assert f"{prefix}f1_AU12" in header.split(",")

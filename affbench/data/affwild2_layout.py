@@ -25,10 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from affbench.data import SPLITS, TASKS
 from affbench.data.records import VideoRecord, source_video
-
-TASKS = ("va", "expr", "au")
-SPLITS = ("train", "validation")
 
 # Accepted folder names per task, newest edition first.
 CHALLENGE_DIRS: dict[str, tuple[str, ...]] = {

@@ -16,10 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from affbench.cli_support import print_usage, reporting_input_errors
-from affbench.data.affwild2_layout import SPLITS, TASKS
+from affbench.data import SPLITS, TASKS
 
 SYNTH_SIZES = ("tiny", "small", "medium", "large")
 
@@ -110,6 +108,8 @@ def dataset_options(args: argparse.Namespace) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--option '{item}': expected KEY=VALUE")
+        import yaml
+
         options[key.strip()] = yaml.safe_load(value)
     return options
 

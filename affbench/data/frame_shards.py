@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from affbench.data import FRAME_MAXCOUNT
 from affbench.data.records import VideoRecord
 from affbench.data.shard_loader import ShardBatchStream, ShardLoader, check_enough_shards
 from affbench.data.shard_manifest import LabelStatistics, ShardSetWriter
@@ -27,8 +28,7 @@ from affbench.data.shard_set import ShardSet
 KIND = "frame_shards"
 REQUIRED = frozenset(["jpg", "json"])
 DECODE_MODES = ("rgb", "bytes")
-# 112x112 aligned faces are ~5 kB: ~50 MB shards.
-DEFAULT_MAXCOUNT = 10000
+DEFAULT_MAXCOUNT = FRAME_MAXCOUNT
 
 
 def write_frame_shards(
@@ -40,15 +40,18 @@ def write_frame_shards(
     dataset_provenance: Mapping[str, Any],
     maxcount: int = DEFAULT_MAXCOUNT,
     quiet: bool = False,
+    desc: str | None = None,
 ) -> dict:
-    """Write one sample per face image of ``records`` into an atomic shard set; returns the manifest."""
+    """Write one sample per face image of ``records`` into an atomic shard set; returns the manifest.
+
+    ``desc`` names the progress bar by what is written (default ``frame shards <task>``)."""
     image_root = Path(image_root)
     stats = LabelStatistics()
     seen: set[str] = set()
     n_videos = n_frames = 0
     label_dim: int | None = None
     with ShardSetWriter(out_dir, kind=KIND, maxcount=maxcount) as writer:
-        bar = tqdm(records, desc=f"frame shards -> {Path(out_dir).name}", unit="video", disable=quiet)
+        bar = tqdm(records, desc=desc or f"frame shards {task}", unit="video", disable=quiet)
         for record in bar:
             if not record.video or "." in record.video or "\\" in record.video:
                 raise ValueError(f"video name {record.video!r} cannot be a shard key: it must be non-empty with no '.' or '\\'")

@@ -21,8 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-POLICIES = ("mask", "ffill", "zeros", "interpolate")
-DEFAULT_POLICY = "mask"
+from affbench.data import DEFAULT_MISSING_FACE_POLICY, MISSING_FACE_POLICIES
+
+POLICIES = MISSING_FACE_POLICIES
+DEFAULT_POLICY = DEFAULT_MISSING_FACE_POLICY
 
 
 def check_policy(policy: str) -> str:

@@ -17,20 +17,21 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from affbench.cli_support import print_usage, reporting_input_errors
-from affbench.data.affwild2_layout import SPLITS, TASKS
+from affbench.data import SPLITS, TASKS
+
+if TYPE_CHECKING:  # numpy loads when a command runs, not when the parser is built
+    import numpy as np
 
 
 def add_commands(subparsers) -> None:
     """Add the `shard` command group (frames, windows) to the top-level parser's subparsers."""
+    from affbench.data import DEFAULT_MISSING_FACE_POLICY as DEFAULT_POLICY
+    from affbench.data import FRAME_MAXCOUNT, WINDOW_MAXCOUNT
+    from affbench.data import MISSING_FACE_POLICIES as POLICIES
     from affbench.data.cli import add_dataset_arguments
-    from affbench.data.frame_shards import DEFAULT_MAXCOUNT as FRAME_MAXCOUNT
-    from affbench.data.missing_faces import DEFAULT_POLICY, POLICIES
-    from affbench.data.window_shards import DEFAULT_MAXCOUNT as WINDOW_MAXCOUNT
 
     shard = subparsers.add_parser(
         "shard", help="write webdataset shards (frames, windows)",
@@ -92,6 +93,7 @@ def run_frames(args: argparse.Namespace) -> int:
         dataset_provenance={**_dataset_provenance(dataset, args.task), "split": args.split},
         maxcount=args.maxcount,
         quiet=bool(getattr(args, "quiet", False)),
+        desc=f"frame shards {args.task} {args.split}",
     )
     if not getattr(args, "quiet", False):
         print(f"wrote {manifest['num_samples']} face images of {manifest['counts']['videos']} videos in "
@@ -101,6 +103,8 @@ def run_frames(args: argparse.Namespace) -> int:
 
 def load_video_features(path: Path, n_frames: int) -> np.ndarray:
     """A video's features [n_frames, D] from a .npy file (never unpickled); raises naming the file."""
+    import numpy as np
+
     if not path.is_file():
         raise FileNotFoundError(f"no features for this video: {path} is missing")
     try:
@@ -149,6 +153,7 @@ def run_windows(args: argparse.Namespace) -> int:
         },
         maxcount=args.maxcount,
         quiet=bool(getattr(args, "quiet", False)),
+        desc=f"window shards {args.task} {args.split}",
     )
     if not getattr(args, "quiet", False):
         print(f"wrote {manifest['counts']['windows']} windows of {manifest['counts']['videos']} videos in "

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from affbench.data import WINDOW_MAXCOUNT
 from affbench.data.records import VideoRecord
 from affbench.data.shard_loader import ShardBatchStream, ShardLoader, check_enough_shards
 from affbench.data.shard_manifest import (
@@ -52,8 +52,7 @@ _TORCH_DTYPES = {
     "frames": torch.int32,
 }
 REQUIRED = frozenset([f"{name}.npy" for name in ARRAY_FIELDS] + ["json"])
-# ~118 MB per shard at w=300, D=768: big sequential reads, yet enough shards for ranks x workers.
-DEFAULT_MAXCOUNT = 256
+DEFAULT_MAXCOUNT = WINDOW_MAXCOUNT
 
 
 def _check_key_part(video: str) -> None:
@@ -110,12 +109,14 @@ def write_window_shards(
     manifest_extra: Mapping[str, Any],
     maxcount: int = DEFAULT_MAXCOUNT,
     quiet: bool = False,
+    desc: str = "window shards",
 ) -> dict:
     """Cut each (record, features[n, D], feature_mask[n]) into windows and write an atomic shard set.
 
     ``manifest_extra`` is the provenance (dataset, task, backbone, weights hash, preprocessing, missing-face
     policy ...); it is stored under ``provenance`` together with window, stride, feature_dim and label_dim.
-    Returns the manifest.
+    ``desc`` names the progress bar by what is written (e.g. ``window shards va fold 0 train``). Returns the
+    manifest.
     """
     window_starts(1, window, stride)  # validate window/stride before any work
     stats = LabelStatistics()
@@ -123,7 +124,7 @@ def write_window_shards(
     n_videos = n_frames = n_masked = 0
     dims: dict[str, int] = {}
     with ShardSetWriter(out_dir, kind=KIND, maxcount=maxcount) as writer:
-        bar = tqdm(videos, desc=f"window shards -> {Path(out_dir).name}", unit="video", disable=quiet)
+        bar = tqdm(videos, desc=desc, unit="video", disable=quiet)
         for record, features, feature_mask in bar:
             _check_key_part(record.video)
             if record.video in seen:

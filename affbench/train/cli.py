@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from affbench.cli_support import reporting_input_errors
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     """``["train.lr=1e-3", "data.dataset.options.root=/data"]`` -> {"train.lr": 0.001, ...} (values read as YAML)."""
+    import yaml
+
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")

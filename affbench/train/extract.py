@@ -267,7 +267,8 @@ def build_window_shards(
             yield record, feats, mask
 
     manifest = write_window_shards(directory, windows(), window=int(data["window"]), stride=int(data["stride"]),
-                                   manifest_extra=extra, maxcount=_windows_maxcount(records, data), quiet=quiet)
+                                   manifest_extra=extra, maxcount=_windows_maxcount(records, data), quiet=quiet,
+                                   desc=f"window shards {inputs.task} fold {inputs.fold} {split}")
     return directory, manifest
 
 

@@ -1,7 +1,7 @@
 """Content-addressed cache keys and locations for the shared stages (frames, fine-tune, features, windows).
 
-Every stage output lives under ``cache_root()/<stage>/<key>/`` where the key is a hash of everything that
-determines the output: identical requests land in the same directory, across configs and suites, so a stage
+Every stage output lives under ``cache_root()/<stage>/<key>/`` (``$AFFBENCH_HOME/cache``, see affbench.home)
+where the key is a hash of everything that determines the output: identical requests land in the same directory, across configs and suites, so a stage
 that finds its directory complete does no work. A directory is complete when its ``manifest.json`` exists
 (written last, atomically); anything else in it is a resumable partial result.
 
@@ -12,6 +12,7 @@ the VA, EXPR and AU window shards of one backbone are all cut from one extractio
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -24,20 +25,13 @@ from typing import Any
 
 import numpy as np
 
-HOME_ENV = "AFFBENCH_HOME"
+from affbench.home import cache_root
+
 # Bumped when the bytes a stage writes change meaning, so old cache entries are never read as new ones.
 FORMAT_VERSIONS = {"frames": 1, "finetune": 1, "features": 2, "windows": 1}
 MANIFEST = "manifest.json"
 
 log = logging.getLogger("affbench.cache")
-
-
-def cache_root() -> Path:
-    """$AFFBENCH_HOME/cache, or ~/.cache/affbench when AFFBENCH_HOME is unset."""
-    home = os.environ.get(HOME_ENV, "").strip()
-    if home:
-        return Path(home).expanduser() / "cache"
-    return Path("~/.cache/affbench").expanduser()
 
 
 def _jsonable(obj: Any) -> Any:
@@ -111,6 +105,10 @@ def read_manifest(directory: str | Path) -> dict | None:
     if not isinstance(manifest, dict):
         log.warning("cache manifest %s is not a JSON object; rebuilding that entry", path)
         return None
+    # The manifest's mtime is when the entry was last used: `affbench cache clear --older-than` keeps what runs
+    # still reuse. A read-only cache is still readable.
+    with contextlib.suppress(OSError):
+        os.utime(path)
     return manifest
 
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import argparse
 
-from affbench.train.config import ConfigError
-
 
 def _common(parser: argparse.ArgumentParser) -> None:
     from affbench.train.cli import _fold
@@ -45,6 +43,8 @@ def _finetune(args: argparse.Namespace) -> int:
 
     config = _load(args)
     if config.get("backbone") is None:
+        from affbench.train.config import ConfigError
+
         raise ConfigError(f"{config.where('backbone')}: backbone: is null; nothing to fine-tune")
     result = finetune(config, fold=args.fold, quiet=bool(getattr(args, "quiet", False)))
     if not _is_main():

@@ -143,6 +143,16 @@ def frames_maxcount(n_images: int) -> int:
     return max(1, min(MAX_FRAMES_PER_SHARD, math.ceil(n_images / MIN_SHARDS)))
 
 
+def frame_shards_label(task: str, selection: Mapping[str, Any]) -> str:
+    """The progress bar's name for a frame-shard set: what it is for, e.g. 'frame shards va+au for finetune
+    fold 0' (never its cache key)."""
+    fold = selection.get("fold")
+    if isinstance(fold, Mapping):  # the fold's description (fine-tuning): its index names it
+        fold = fold.get("fold")
+    purpose = " ".join(p for p in (selection.get("stage"), None if fold is None else f"fold {fold}") if p)
+    return f"frame shards {task}" + (f" for {purpose}" if purpose else "")
+
+
 def ensure_frame_shards(
     records: Sequence[VideoRecord],
     dataset: Any,
@@ -166,5 +176,6 @@ def ensure_frame_shards(
         if n_images == 0:
             raise ValueError(f"task '{task}': the selected videos hold no face image to write as frame shards")
         write_frame_shards(records, dataset.image_root, directory, task=task, dataset_provenance=provenance,
-                           maxcount=frames_maxcount(n_images), quiet=quiet)
+                           maxcount=frames_maxcount(n_images), quiet=quiet,
+                           desc=frame_shards_label(task, selection))
     return directory

@@ -113,6 +113,12 @@ SELECTION_SPLITS = {"inner": "selection", "validation": "validation", "last": No
 COLUMN_PREFIX = {"selection": "selection_", "validation": "val_"}
 
 
+def headline(metrics: Mapping[str, float]) -> str:
+    """The task-level scores of a metrics dict for a one-line log (``mean=0.123, valence=...``). Per-label
+    scores (``f1_AU12``) and the frame count stay in metrics.csv / metrics.json: the line stays short."""
+    return ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "frames" and "_" not in k)
+
+
 def _fold_manifest(data: Any) -> Any:
     manifest = getattr(data, "fold_manifest", None)
     if manifest is None:
@@ -372,8 +378,7 @@ def _train(config: Config, *, fold: int | None, out_dir: Path, resume: bool, qui
                 write_metrics_csv(run_dir / "metrics.csv", state["history"])
                 tb.log(row, state["step"])
                 if not quiet:
-                    shown = ", ".join(f"{k}={v:.4f}" for k, v in (metrics or {}).items() if k != "frames")
-                    scored = f" {pick_split} {shown}{' *' if improved else ''}" if metrics else ""
+                    scored = f" {pick_split} {headline(metrics)}{' *' if improved else ''}" if metrics else ""
                     tqdm.write(f"[{config['name']}] epoch {epoch + 1}/{epochs} loss {row['train_loss']:.4f}"
                                f"{scored}")
             state.update(epoch=epoch + 1, batch=0, loss_sum=0.0, loss_count=0)
@@ -401,8 +406,8 @@ def _train(config: Config, *, fold: int | None, out_dir: Path, resume: bool, qui
             unwrap_model(model).load_state_dict(load_checkpoint(best_path)["model"])
             best_validation, best_values, best_outputs, _ = score_split(val_shards, thresholds=state["thresholds"])
         if info.is_main and not quiet:
-            shown = ", ".join(f"{k}={v:.4f}" for k, v in best_validation.items() if k != "frames")
-            tqdm.write(f"[{config['name']}] validation of epoch {state['best_epoch']} (selected: {mode}) {shown}")
+            tqdm.write(f"[{config['name']}] validation of epoch {state['best_epoch']} (selected: {mode}) "
+                       f"{headline(best_validation)}")
     else:
         best_validation = last_validation = None
 

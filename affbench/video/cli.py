@@ -10,12 +10,11 @@ from affbench.cli_support import reporting_input_errors
 
 def add_detection_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by `data crop` and `predict --video`: which detector, where it runs, how tracks link."""
-    from affbench.video.crop import CropOptions
-    from affbench.video.detectors import DETECTORS
+    from affbench.video.options import DETECTOR_NAMES, CropOptions
 
     defaults = CropOptions()
     group = parser.add_argument_group("face detection and tracking")
-    group.add_argument("--detector", choices=tuple(DETECTORS), default=defaults.detector,
+    group.add_argument("--detector", choices=DETECTOR_NAMES, default=defaults.detector,
                        help=f"face detector (default {defaults.detector}: boxes and five keypoints, aligned crops; "
                             "haar: boxes only, crops of the box with a margin)")
     group.add_argument("--device", default=None,
@@ -31,7 +30,7 @@ def add_detection_arguments(parser: argparse.ArgumentParser) -> None:
 
 def crop_options(args: argparse.Namespace):
     """CropOptions from the parsed detection arguments."""
-    from affbench.video.crop import CropOptions
+    from affbench.video.options import CropOptions
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")

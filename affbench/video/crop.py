@@ -25,7 +25,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +42,9 @@ from affbench.data.affwild2_layout import (
 from affbench.train.run_dir import write_json
 from affbench.video.align import BOX_MARGIN, CROP_SIZE, TEMPLATE_112, face_transform, warp_crop
 from affbench.video.decode import DecodedFrame, iter_frames, list_videos, probe
-from affbench.video.detectors import DEFAULT_DETECTOR, create_detector
-from affbench.video.tracking import MAX_MISSED, MIN_IOU, IoUTracker, Track
+from affbench.video.detectors import create_detector
+from affbench.video.options import CropOptions
+from affbench.video.tracking import IoUTracker, Track
 
 MANIFEST_FORMAT = "affbench-crop"
 MANIFEST_VERSION = 1
@@ -51,18 +52,6 @@ ANNOTATIONS_DIR = "annotations"
 # The invalid marker of each task: a template line says "no label here" until the user fills it.
 INVALID_LINES = {"va": "-5,-5", "expr": "-1", "au": ",".join(["-1"] * len(FILE_HEADERS["au"]))}
 JPEG_QUALITY = 95
-
-
-@dataclass(frozen=True)
-class CropOptions:
-    """How faces are found and linked; recorded in every manifest."""
-
-    detector: str = DEFAULT_DETECTOR
-    device: str = "cpu"
-    batch_size: int = 16
-    min_iou: float = MIN_IOU
-    max_missed: int = MAX_MISSED
-    min_track_frames: int = 5
 
 
 def video_name(path: Path) -> str:

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from affbench.video.extra import MTCNN_HINT, require
-
-DEFAULT_DETECTOR = "mtcnn"
+from affbench.video.options import DEFAULT_DETECTOR
 
 
 @dataclass(frozen=True)

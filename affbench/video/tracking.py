@@ -16,9 +16,7 @@ import numpy as np
 
 from affbench.video.detectors import Face, box_iou
 from affbench.video.extra import require
-
-MIN_IOU = 0.3
-MAX_MISSED = 10
+from affbench.video.options import MAX_MISSED, MIN_IOU
 
 
 @dataclass

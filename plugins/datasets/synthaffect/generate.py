@@ -28,6 +28,7 @@ from affbench.data.affwild2_layout import (
     TASKS,
     image_name,
 )
+from affbench.home import synthaffect_root
 from affbench_plugins.datasets.synthaffect.facs import AU_THRESHOLD, FPS
 from affbench_plugins.datasets.synthaffect.plan import SizeSpec, SourcePlan, plan_sources, size_spec
 from affbench_plugins.datasets.synthaffect.render import SIZE
@@ -36,21 +37,15 @@ from affbench_plugins.datasets.synthaffect.video import SynthTrack, synthesize_s
 GENERATOR_VERSION = "1.1"  # 1.1: tighter face crop (render.FACE_SCALE), visible slight actions
 METADATA_FILE = "synthaffect.json"
 ANNOTATIONS_DIR = "annotations"
-HOME_ENV = "AFFBENCH_HOME"
 # Fixed encoder settings: part of what makes the same seed give the same bytes.
 JPEG_SETTINGS = {"format": "JPEG", "quality": 90, "subsampling": 2, "optimize": False, "progressive": False}
 # Below this many frames, starting worker processes costs more than it saves.
 PARALLEL_MIN_FRAMES = 2000
 
 
-def affbench_home() -> Path:
-    """affbench's data and cache folder: $AFFBENCH_HOME, default ~/.cache/affbench."""
-    return Path(os.environ.get(HOME_ENV) or Path.home() / ".cache" / "affbench").expanduser()
-
-
 def default_root(size: str | SizeSpec = "small", seed: int = 0) -> Path:
     """Where a SynthAffect dataset of `size` and `seed` is cached: $AFFBENCH_HOME/synthaffect/<size>-seed<seed>."""
-    return affbench_home() / "synthaffect" / f"{size_spec(size).name}-seed{seed}"
+    return synthaffect_root() / f"{size_spec(size).name}-seed{seed}"
 
 
 def check_seed(seed: object) -> int:
