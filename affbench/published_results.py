@@ -47,8 +47,12 @@ def machine_description() -> dict[str, Any]:
     except AttributeError:
         cores = os.cpu_count() or 1
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    try:
+        load = round(os.getloadavg()[0], 1)  # timings on a busy machine say little: record how busy it was
+    except OSError:
+        load = None
     return {"cpu": cpu, "cores": cores, "gpu": gpu, "system": f"{platform.system()} {platform.release()}",
-            "python": platform.python_version(), "torch": torch.__version__}
+            "python": platform.python_version(), "torch": torch.__version__, "load_average_1min": load}
 
 
 def config_digests(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
@@ -124,6 +128,8 @@ def render_block(results: Mapping[str, Any], source: str) -> str:
     """The README block for a results file (`source`: its path as the README names it)."""
     m = results["machine"]
     hardware = m["gpu"] or f"{m['cores']}-core CPU ({m['cpu']}), no GPU"
+    if m.get("load_average_1min") is not None:
+        hardware += f" (load average {m['load_average_1min']} when it finished)"
     data = "; ".join(", ".join(f"{k} {d[k]}" for k in ("name", "size", "seed", "generator_version") if k in d)
                      for d in results["datasets"])
     digests = sorted(c["digest"][:12] for c in results["configs"])
