@@ -119,7 +119,7 @@ def backbone_figures(config: Mapping[str, Any], device: torch.device, *, rounds:
 @contextlib.contextmanager
 def _throwaway_cache() -> Iterator[None]:
     """Caches written meanwhile go to a temporary folder, removed afterwards."""
-    from affbench.train.feature_cache import HOME_ENV
+    from affbench.home import HOME_ENV
 
     before = os.environ.get(HOME_ENV)
     with tempfile.TemporaryDirectory(prefix="affbench-profile-") as home:
