@@ -135,7 +135,7 @@ def render_block(results: Mapping[str, Any], source: str) -> str:
     digests = sorted(c["digest"][:12] for c in results["configs"])
     lines = [
         BEGIN,
-        f"`affbench suite {results['suite']}` (folds {', '.join(str(f) for f in results['folds'])}; "
+        f"Suite `{results['suite']}` (`{results['suite_file']}`; folds {', '.join(str(f) for f in results['folds'])}; "
         f"{results['runs']['total']} runs, {results['runs']['trained']} trained) took "
         f"**{_minutes(results['wall_seconds'])}** wall on a {hardware}, {m['system']}, torch {m['torch']}, "
         f"affbench {results['affbench_version']}, started {results['started']}. Data: {data}.",
