@@ -56,6 +56,23 @@ def test_window_shards_cover_every_frame_of_the_fold(home, synth_root, policy):
     assert data.provenance["missing_faces"]["train"]["policy"] == policy
 
 
+def test_dropped_tails_shape_the_training_windows_only(home, synth_root):
+    covering = prepare_window_shards(tiny_config(synth_root), fold=0, quiet=True)
+    config = tiny_config(synth_root, data={"tails": "drop"})
+    data = prepare_window_shards(config, fold=0, quiet=True)
+    # Scored splits are the same covering sets; the training set is a new one of full windows only.
+    assert data.dirs["validation"] == covering.dirs["validation"]
+    assert data.dirs["selection"] == covering.dirs["selection"]
+    assert data.dirs["train"] != covering.dirs["train"]
+    assert WindowShards(data.dirs["train"]).provenance["tails"] == "drop"
+    records = {r.video: r for r in stage3_records(config, load_stage_inputs(config, 0))["train"]}
+    windows = _windows_by_video(data.dirs["train"])
+    for video, record in records.items():
+        starts = sorted(int(w["frames"][0]) - 1 for w in windows.get(video, []))
+        assert starts == list(range(0, record.n_frames - 32 + 1, 16)), video
+        assert all((w["frames"] > 0).all() for w in windows.get(video, []))  # no padded window
+
+
 def test_inner_holds_training_videos_out_of_stage_3_only(home, synth_root):
     config = tiny_config(synth_root, train={"select_fraction": 0.3})
     inputs = load_stage_inputs(config, 0)

@@ -132,3 +132,14 @@ def test_merger_batches_and_checks_consistency():
     with pytest.raises(KeyError, match="'b'"):
         merger.result("b")
     assert merger.videos == ["a"] and len(merger) == 1
+
+
+def test_dropped_tails_keep_full_windows_only():
+    from affbench.data.windows import window_starts
+
+    assert window_starts(10, 4, 3, tails="drop") == [0, 3, 6]  # frames 9-10 are never in a window
+    assert window_starts(10, 4, 3) == [0, 3, 6]  # cover: 6 + 4 = 10 already reaches the end
+    assert window_starts(11, 4, 3, tails="drop") == [0, 3, 6] and window_starts(11, 4, 3) == [0, 3, 6, 7]
+    assert window_starts(3, 4, 2, tails="drop") == [] and window_starts(3, 4, 2) == [0]
+    with pytest.raises(ValueError, match="tails must be one of cover, drop"):
+        window_starts(10, 4, 3, tails="trim")

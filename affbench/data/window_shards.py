@@ -62,9 +62,10 @@ def _check_key_part(video: str) -> None:
 
 
 def cut_windows(
-    record: VideoRecord, features: np.ndarray, feature_mask: np.ndarray, *, window: int, stride: int
+    record: VideoRecord, features: np.ndarray, feature_mask: np.ndarray, *, window: int, stride: int,
+    tails: str = "cover",
 ) -> Iterator[dict[str, Any]]:
-    """The window samples (numpy arrays + metadata) of one video, in start order."""
+    """The window samples (numpy arrays + metadata) of one video, in start order (see `window_starts` for tails)."""
     n = record.n_frames
     features = np.asarray(features)
     feature_mask = np.asarray(feature_mask, dtype=bool)
@@ -82,7 +83,7 @@ def cut_windows(
     labels = np.asarray(record.labels, dtype=np.float32)
     valid = np.asarray(record.valid, dtype=bool)
     dim, label_dim = half.shape[1], labels.shape[1]
-    for start in window_starts(n, window, stride):
+    for start in window_starts(n, window, stride, tails=tails):
         stop = min(start + window, n)
         real = stop - start
         sample = {
@@ -110,6 +111,7 @@ def write_window_shards(
     maxcount: int = DEFAULT_MAXCOUNT,
     quiet: bool = False,
     desc: str = "window shards",
+    tails: str = "cover",
 ) -> dict:
     """Cut each (record, features[n, D], feature_mask[n]) into windows and write an atomic shard set.
 
@@ -133,13 +135,16 @@ def write_window_shards(
             for name, value in (("feature_dim", np.shape(features)[-1]), ("label_dim", record.labels.shape[1])):
                 if dims.setdefault(name, int(value)) != int(value):
                     raise ValueError(f"video '{record.video}': {name} {value} differs from earlier videos' {dims[name]}")
-            for sample in cut_windows(record, features, feature_mask, window=window, stride=stride):
+            for sample in cut_windows(record, features, feature_mask, window=window, stride=stride, tails=tails):
                 writer.write(encode_window(sample))
             n_videos += 1
             n_frames += record.n_frames
             n_masked += int((~np.asarray(feature_mask, dtype=bool)).sum())
             stats.add(record.labels, record.valid)
-        provenance = {**dict(manifest_extra), "window": int(window), "stride": int(stride), **dims}
+        if writer.total == 0 and n_videos and tails == "drop":
+            raise ValueError(f"{out_dir}: no window to write: every video is shorter than the window ({window} "
+                             "frames) and tails are dropped; use data.tails: cover or a shorter data.window")
+        provenance = {**dict(manifest_extra), "window": int(window), "stride": int(stride), "tails": tails, **dims}
         return writer.commit(
             {
                 "window": int(window),

@@ -14,6 +14,10 @@ from collections.abc import Sequence
 import numpy as np
 
 MERGE_REDUCTIONS = ("mean", "center")
+# cover: every frame in a window (the last one aligned to the end, a short video padded); drop: the loop of the
+# authors' earlier code, full windows from frame 0 every stride only, so a video's tail and every video shorter
+# than the window are left out (for training windows only: scored splits are always covered).
+TAIL_RULES = ("cover", "drop")
 
 
 def _check_window_stride(window: int, stride: int) -> None:
@@ -26,12 +30,19 @@ def _check_window_stride(window: int, stride: int) -> None:
         raise ValueError(f"stride ({stride}) must be <= window ({window}), or frames between windows are never covered")
 
 
-def window_starts(n: int, window: int, stride: int) -> list[int]:
-    """0-based window starts covering all ``n`` frames; the last window ends at the video's end, n < window -> [0]."""
+def window_starts(n: int, window: int, stride: int, *, tails: str = "cover") -> list[int]:
+    """0-based window starts covering all ``n`` frames; the last window ends at the video's end, n < window -> [0].
+
+    ``tails="drop"`` gives full windows only (``range(0, n - window + 1, stride)``; none when n < window).
+    """
     _check_window_stride(window, stride)
+    if tails not in TAIL_RULES:
+        raise ValueError(f"tails must be one of {', '.join(TAIL_RULES)}, got {tails!r}")
     if int(n) != n or n < 1:
         raise ValueError(f"a video must have >= 1 frame to be windowed, got n={n!r}")
     n, window, stride = int(n), int(window), int(stride)
+    if tails == "drop":
+        return list(range(0, n - window + 1, stride))
     if n <= window:
         return [0]
     starts = list(range(0, n - window + 1, stride))

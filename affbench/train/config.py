@@ -70,6 +70,10 @@ SCHEMA: dict[str, Any] = {
                       "dataset plugin: a name or {name, options}", kind="dataset"),
         "window": _k("int", 300, "frames per window (stage 3)"),
         "stride": _k("int", 200, "frames between window starts (stage 3)"),
+        "tails": _k("str", "cover", "training windows: cover (every frame; the last window aligned to the end, a "
+                    "short video padded) or drop (the authors' earlier loop: full windows only, so each video's "
+                    "tail and videos shorter than the window are never trained on); scored splits always cover",
+                    choices=("cover", "drop")),
         "missing_faces": _k("str", "mask", "features of frames without a face image",
                             choices=("mask", "ffill", "zeros", "interpolate")),
         "folds": _k("int", 5, "K of K-fold cross-validation over train+validation, grouped by source video"),

@@ -235,10 +235,13 @@ def build_window_shards(
     policy = data["missing_faces"]
     fold_side = {k: v for k, v in inputs.fold_info.items() if k not in ("train", "validation", "selection")}
     shaped_by = {} if selection is None else {"selection": dict(selection)}
+    # Only training windows may drop tails: a scored split must cover every frame.
+    tails = data["tails"] if split == "train" else "cover"
+    dropped = {} if tails == "cover" else {"tails": tails}  # keys of covering sets stay what they were
     key = cache.stage_key("windows", features=features.key, task=component_spec(config["task"]), split=split,
                           fold=fold_side, videos=[r.video for r in records], window=int(data["window"]),
                           stride=int(data["stride"]), missing_faces=policy,
-                          stamps=inputs.stamps_digest(records), **shaped_by)
+                          stamps=inputs.stamps_digest(records), **shaped_by, **dropped)
     directory = cache.stage_dir("windows", key)
     manifest = cache.read_manifest(directory)
     if manifest is not None:
@@ -268,7 +271,7 @@ def build_window_shards(
 
     manifest = write_window_shards(directory, windows(), window=int(data["window"]), stride=int(data["stride"]),
                                    manifest_extra=extra, maxcount=_windows_maxcount(records, data), quiet=quiet,
-                                   desc=f"window shards {inputs.task} fold {inputs.fold} {split}")
+                                   desc=f"window shards {inputs.task} fold {inputs.fold} {split}", tails=tails)
     return directory, manifest
 
 
