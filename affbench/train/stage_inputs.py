@@ -40,17 +40,27 @@ class StageInputs:
     train: list[VideoRecord]
     validation: list[VideoRecord]
     fold_info: dict
-    stamps: dict[str, np.ndarray]  # video -> stamps of its frames' images (affbench.data.image_stamps)
+    # video -> stamps of the images of this task's record of it (affbench.data.image_stamps), taken when first
+    # asked for: a caller that only reads the records (another task's rows sharing a fine-tune) stats nothing.
+    stamps: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    def _own_stamps(self, video: str) -> np.ndarray | None:
+        if video not in self.stamps:
+            own = next((r for r in (*self.train, *self.validation) if r.video == video), None)
+            if own is None:
+                return None
+            self.stamps.update(record_stamps(self.dataset.image_root, [own]))
+        return self.stamps[video]
 
     def stamps_of(self, records: Sequence[VideoRecord]) -> dict[str, np.ndarray]:
         """{video: stamps of its frames' images} for exactly these records.
 
-        Records of this task's videos reuse the stamps taken when the inputs were loaded; others (another task's
-        records, merged multi-task records, unlabelled test videos) are stamped now, from their own images.
+        Records of this task's videos reuse the stamps of this task's record of the video; others (another task's
+        records, merged multi-task records, unlabelled test videos) are stamped from their own images.
         """
         out = {}
         for record in records:
-            known = self.stamps.get(record.video)
+            known = self._own_stamps(record.video)
             if known is not None and len(known) == record.n_frames:
                 stamps = known.copy()
                 stamps[~record.has_image] = 0  # a frame left out of this record stamps as a frame without image
@@ -128,8 +138,7 @@ def load_stage_inputs(config: Mapping[str, Any], fold: int | None, *, task: str 
     info["videos_without_images"] = faceless
     info["train"] = [r.video for r in train]
     info["validation"] = [r.video for r in validation]
-    stamps = record_stamps(dataset.image_root, [*official_train, *official_val])
-    return StageInputs(dataset, dataset_provenance(dataset), task, fold, train, validation, info, stamps)
+    return StageInputs(dataset, dataset_provenance(dataset), task, fold, train, validation, info)
 
 
 def select_frames(record: VideoRecord, keep: np.ndarray) -> VideoRecord:
