@@ -32,6 +32,9 @@ class MultiTaskLabels:
         self.label_dims = [int(t.label_dim) for t in self.tasks]
         self.out_dims = [int(t.out_dim) for t in self.tasks]
         self.n_label_columns = sum(self.label_dims)
+        # Task i's label columns and output columns, side by side in task order.
+        self.label_slices = _consecutive(self.label_dims)
+        self.out_slices = _consecutive(self.out_dims)
 
     def to(self, device: torch.device | str) -> MultiTaskLabels:
         """Move the tasks' buffers (class weights, thresholds) to `device`; returns self."""
@@ -64,10 +67,9 @@ class MultiTaskLabels:
             n = longest.n_frames
             labels = np.zeros((n, self.width), dtype=np.float32)
             for i, record in present:
-                lo = sum(self.label_dims[:i])
                 m = record.n_frames
                 usable = np.asarray(record.valid, dtype=bool)
-                labels[:m, lo:lo + self.label_dims[i]] = np.where(usable[:, None], record.labels, 0.0)
+                labels[:m, self.label_slices[i]] = np.where(usable[:, None], record.labels, 0.0)
                 labels[:m, self.n_label_columns + i] = usable
             valid = labels[:, self.n_label_columns:].any(axis=1)
             merged.append(VideoRecord(video, longest.source, list(longest.images), labels, valid))
@@ -86,22 +88,21 @@ class MultiTaskLabels:
         keep = torch.ones(labels.shape[0], dtype=torch.bool, device=pred.device) if valid is None else \
             valid.reshape(-1).to(pred.device, dtype=torch.bool)
         total = pred.sum() * 0.0
-        lo_label = lo_out = 0
         for i, task in enumerate(self.tasks):
             usable = keep & (labels[:, self.n_label_columns + i] > 0.5)
             if bool(usable.any()):
-                total = total + task.loss(pred[:, lo_out:lo_out + self.out_dims[i]],
-                                          labels[:, lo_label:lo_label + self.label_dims[i]], usable)
-            lo_label += self.label_dims[i]
-            lo_out += self.out_dims[i]
+                total = total + task.loss(pred[:, self.out_slices[i]], labels[:, self.label_slices[i]], usable)
         return total
 
     def describe(self) -> list[dict[str, Any]]:
         """The layout as JSON: per task its name and column ranges."""
-        out, lo_label, lo_out = [], 0, 0
-        for i, task in enumerate(self.tasks):
-            out.append({"task": getattr(task, "name", str(i)), "labels": [lo_label, lo_label + self.label_dims[i]],
-                        "outputs": [lo_out, lo_out + self.out_dims[i]], "usable_column": self.n_label_columns + i})
-            lo_label += self.label_dims[i]
-            lo_out += self.out_dims[i]
-        return out
+        return [{"task": getattr(task, "name", str(i)),
+                 "labels": [self.label_slices[i].start, self.label_slices[i].stop],
+                 "outputs": [self.out_slices[i].start, self.out_slices[i].stop],
+                 "usable_column": self.n_label_columns + i} for i, task in enumerate(self.tasks)]
+
+
+def _consecutive(widths: Sequence[int]) -> list[slice]:
+    """Slices of consecutive column blocks of these widths."""
+    ends = np.cumsum(widths).tolist()
+    return [slice(end - width, end) for width, end in zip(widths, ends, strict=True)]
