@@ -33,6 +33,8 @@ def machine_description() -> dict[str, Any]:
     """What ran the suite: CPU, core count, accelerator, OS and torch, as a reader needs to weigh timings."""
     import torch
 
+    from affbench.train.finetune import cpu_cores
+
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
@@ -42,10 +44,7 @@ def machine_description() -> dict[str, Any]:
                     break
     except OSError:  # not Linux: platform's answer stands
         pass
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
+    cores = cpu_cores()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     try:
         load = round(os.getloadavg()[0], 1)  # timings on a busy machine say little: record how busy it was
