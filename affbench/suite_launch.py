@@ -46,7 +46,7 @@ def _submitit():
     return submitit
 
 
-def _join_job_ranks():
+def _join_job_ranks(device: str | None):
     """The job's place in a data-parallel run: with more than one task, submitit exports torchrun's variables."""
     import submitit
 
@@ -54,7 +54,7 @@ def _join_job_ranks():
 
     if submitit.JobEnvironment().num_tasks > 1:
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
-    return init_distributed()
+    return init_distributed(device)
 
 
 class _Requeued:
@@ -80,7 +80,7 @@ class TrainRun(_Requeued):
 
     def __call__(self, config: Any, fold: int, seed: int | None, out_dir: str, label: str, force: bool,
                  quiet: bool) -> dict[str, Any]:
-        info = _join_job_ranks()
+        info = _join_job_ranks(config.get("device"))
         return run_one(config, fold, seed, Path(out_dir), label=label, force=force, quiet=quiet, lock=info.is_main)
 
 

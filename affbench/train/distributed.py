@@ -1,8 +1,9 @@
 """Process groups for data-parallel training: torchrun's environment in, rank/world/device out.
 
-``torchrun --nproc_per_node N -m affbench train CONFIG`` sets RANK, WORLD_SIZE and LOCAL_RANK; with a world
-larger than one the trainer joins a process group (nccl on GPU, gloo on CPU) and wraps the model in
-DistributedDataParallel. Without those variables everything runs in one process and every helper here is a
+``torchrun --nproc_per_node N -m affbench train|finetune|extract CONFIG`` sets RANK, WORLD_SIZE and LOCAL_RANK;
+with a world larger than one the stages join a process group (nccl on GPU, gloo on CPU): stage 1 and stage 3
+wrap their model in DistributedDataParallel, stage 2 shares the videos out (``share_out``), and rank 0 writes
+what is shared (``main_first``). Without those variables everything runs in one process and every helper here is a
 no-op, so the single-process path has no distributed code in it.
 """
 
@@ -108,7 +109,7 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
 def main_first() -> Iterator[None]:
     """Run the block on rank 0 first, then on the other ranks: rank 0 fills a shared cache entry (frame shards,
     features) and the others find it complete instead of writing it concurrently. A no-op in one process."""
-    main = not is_distributed() or dist.get_rank() == 0
+    main = rank() == 0
     if not main:
         barrier()
     yield
