@@ -146,7 +146,8 @@ def extraction_figure(config: Mapping[str, Any], inputs: Any, *, videos: int) ->
         backbone = build_backbone(component_spec(config["backbone"]))
         # The frame shards of these videos are written first (untimed: a real run writes them once for all).
         ensure_frame_shards(chosen, inputs.dataset, task=inputs.task, provenance=inputs.dataset_provenance,
-                            selection={"stage": "extract"}, stamps=inputs.stamps_digest(chosen), quiet=True)
+                            selection={"stage": "extract"}, stamps=inputs.stamps_digest(chosen),
+                            preprocess=backbone.preprocess, quiet=True)
         start = time.perf_counter()
         frames = extract_videos(config, inputs, backbone, Path(target), chosen, quiet=True,
                                 shard_records=chosen)

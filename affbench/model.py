@@ -138,6 +138,20 @@ def _resize(x: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
     return x
 
 
+def input_pixels(images: Any, preprocess: Preprocess) -> torch.Tensor:
+    """uint8 RGB images (as `preprocess_images` takes them) -> uint8 [B,S,S,3] at the backbone's input size.
+
+    The resize of `preprocess_images`, rounded back to uint8: what frame shards keep for small backbones so that
+    neither JPEG decoding nor resizing is paid again on every read (``preprocess_images`` of the result only
+    normalises, as the images are already S x S).
+    """
+    out = []
+    for group in _as_uint8_batch(images):
+        x = _resize(group.permute(0, 3, 1, 2).float(), preprocess)
+        out.append(x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1))
+    return out[0].contiguous() if len(out) == 1 else torch.cat(out)
+
+
 def preprocess_images(images: Any, preprocess: Preprocess, *, device: torch.device | str | None = None
                       ) -> torch.Tensor:
     """uint8 RGB images ([B,H,W,3] numpy/torch, or a list of PIL/arrays) -> normalised float tensor [B,3,S,S]."""
@@ -362,5 +376,6 @@ __all__ = [
     "check_choice",
     "check_sequence",
     "create_model",
+    "input_pixels",
     "preprocess_images",
 ]

@@ -165,6 +165,8 @@ def goals(results: Sequence[Result]) -> list[Goal]:
     return [
         Goal("extraction", "ViT-B/16 extraction / forward on pre-decoded tensors",
              ratio(results, "extraction[clip_vit_b16]", "baseline_forward_only[clip_vit_b16]"), 0.9, True),
+        Goal("extraction", "small CLIP extraction / forward on pre-decoded tensors",
+             ratio(results, "extraction[clip_small]", "baseline_forward_only[clip_small]"), 0.5, True),
         Goal("loader", "window shards / one .npy per frame",
              ratio(results, "window_shards_loader", "baseline_per_frame_npy"), 10.0, True, "{:.1f}"),
         Goal("loader", "window shards / one .npz per video",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from stage_fixtures import forwards, tiny_config
 
+from affbench.model import Preprocess
 from affbench.train import feature_cache as cache
 from affbench.train.extract import cached_rows, extract_features
 from affbench.train.stage_inputs import load_stage_inputs
@@ -60,7 +61,7 @@ def test_different_weights_or_preprocessing_give_different_keys(home, synth_root
         extract_features(tiny_config(synth_root), fold=0, quiet=True).key,  # fine-tuned weights
     }
     assert len(keys) == 4
-    identity = cache.backbone_identity({"name": "x", "options": {}}, "random:1", {"image_size": 16})
+    identity = cache.backbone_identity({"name": "x", "options": {}}, "random:1", Preprocess(16, (0.5,) * 3, (0.5,) * 3))
     assert cache.feature_key({"name": "d"}, identity) != cache.feature_key(
         {"name": "d"}, {**identity, "weights_id": "random:2"})
 

@@ -65,6 +65,9 @@ SCHEMA: dict[str, Any] = {
     "feature_dim": _k("int|null", None, "input feature size when the model has no backbone (set by the trainer)"),
     "device": _k("str", "auto", "where the models run: auto (the GPU when one is visible), cpu, cuda or cuda:N; "
                                 "--device overrides it"),
+    "compile": _k("bool", False, "torch.compile the backbone in stages 1-2 (fine-tune and extraction); the first "
+                  "batches pay the compilation. Recorded in provenance, not in cache keys (like device, it moves "
+                  "results by float rounding only)"),
     "data": {
         "dataset": _k("component", {"name": "synthaffect", "options": {}},
                       "dataset plugin: a name or {name, options}", kind="dataset"),

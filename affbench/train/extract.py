@@ -31,6 +31,7 @@ from affbench.train import feature_cache as cache
 from affbench.train.finetune import (
     backbone_threads,
     build_backbone,
+    compiled,
     finetune,
     finetuned_weights_id,
     load_finetuned,
@@ -144,7 +145,8 @@ def extract_videos(config: Mapping[str, Any], inputs: StageInputs, backbone: nn.
     with D.main_first():  # every rank calls this, even one with no video of its own: rank 0 writes the shards
         shards_dir = ensure_frame_shards(all_records, inputs.dataset, task=inputs.task,
                                          provenance=inputs.dataset_provenance, selection={"stage": "extract"},
-                                         stamps=inputs.stamps_digest(all_records), quiet=quiet)
+                                         stamps=inputs.stamps_digest(all_records),
+                                         preprocess=backbone.preprocess, quiet=quiet)
     if not missing:
         return 0
     wanted = {r.video: r for r in missing}
@@ -155,6 +157,7 @@ def extract_videos(config: Mapping[str, Any], inputs: StageInputs, backbone: nn.
     backbone = backbone.to(device).eval()
     if device.type == "cuda":
         backbone = backbone.to(memory_format=torch.channels_last)
+    forward = compiled(backbone, config)
     done = 0
     started = time.perf_counter()
     batches = frame_batches(shards_dir, batch_size=int(ex["batch_size"]), workers=int(ex["workers"]),
@@ -166,7 +169,7 @@ def extract_videos(config: Mapping[str, Any], inputs: StageInputs, backbone: nn.
             if device.type == "cuda":
                 images = images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                features = backbone(images)
+                features = forward(images)
             features = features.float().cpu().numpy()
             for video, frame, feature in zip(batch["video"], batch["frame"], features, strict=True):
                 pending[video][int(frame)] = feature

@@ -76,12 +76,20 @@ def stage_dir(stage: str, key: str) -> Path:
 
 
 def backbone_identity(backbone_spec: dict, weights_id: str, preprocess: Any) -> dict:
-    """What makes two backbones produce the same features: name, options, weights, input preprocessing."""
+    """What makes two backbones produce the same features: name, options, weights, input preprocessing.
+
+    A small backbone sees its images rounded to uint8 crops at its input size (``frame_shards.decoded_crops``),
+    which "input" names; identities of larger backbones stay what they were.
+    """
+    from affbench.data.frame_shards import decoded_crops
+
+    rounded = {} if decoded_crops(preprocess) is None else {"input": "uint8 crops at input size"}
     return {
         "name": backbone_spec["name"],
         "options": _jsonable(backbone_spec.get("options") or {}),
         "weights_id": str(weights_id),
         "preprocess": _jsonable(preprocess),
+        **rounded,
     }
 
 

@@ -185,6 +185,16 @@ def backbone_threads() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def compiled(module: nn.Module, config: Mapping[str, Any]) -> nn.Module:
+    """`module` through torch.compile when the config's `compile` is true, else `module` itself.
+
+    The compiled module shares `module`'s parameters: weights are saved and loaded through `module` as before.
+    """
+    if not config.get("compile"):
+        return module
+    return torch.compile(module)
+
+
 def load_finetuned(backbone: nn.Module, weights_path: str | Path) -> nn.Module:
     """Load fine-tuned weights (a safetensors state dict) into `backbone`; every key must match."""
     from safetensors.torch import load_file
@@ -232,7 +242,7 @@ def finetune(config: Mapping[str, Any], *, fold: int | None, quiet: bool = False
             records, inputs.dataset, task=tasks_label, provenance=inputs.dataset_provenance,
             selection={"stage": "finetune", "fold": frames.fold, "max_frames": ft["max_frames"],
                        "seed": int(ft["seed"]), "labels": task.describe()},
-            stamps=inputs.stamps_digest(records), quiet=quiet,
+            stamps=inputs.stamps_digest(records), preprocess=backbone.preprocess, quiet=quiet,
         )
     info = D.init_distributed(config["device"])  # one process, or this rank of torchrun's group
     device = info.device
@@ -240,6 +250,7 @@ def finetune(config: Mapping[str, Any], *, fold: int | None, quiet: bool = False
     head = _new_head(int(backbone.out_dim), int(task.out_dim))
     model = BackboneWithHead({"backbone": backbone, "head": head}).to(device)
     trained = _data_parallel(model, device)
+    forward = compiled(trained, config)
     task = task.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(ft["lr"]), weight_decay=float(ft["weight_decay"]))
 
@@ -262,8 +273,8 @@ def finetune(config: Mapping[str, Any], *, fold: int | None, quiet: bool = False
                                 shuffle_seed=int(ft["seed"]), epoch=epoch, pin_memory=device.type == "cuda",
                                 rank=info.rank, world_size=info.world_size)
         with backbone_threads():
-            loss_sum, seen = _train_epoch(trained, task, optimizer, batches, backbone.preprocess, device, n_frames,
-                                          freeze_batchnorm=ft["batchnorm"] == "frozen",
+            loss_sum, seen = _train_epoch(trained, forward, task, optimizer, batches, backbone.preprocess, device,
+                                          n_frames, freeze_batchnorm=ft["batchnorm"] == "frozen",
                                           desc=f"finetune {tasks_label} fold {inputs.fold} epoch {epoch + 1}",
                                           quiet=quiet)
         history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "frames": seen,
@@ -294,6 +305,7 @@ def finetune(config: Mapping[str, Any], *, fold: int | None, quiet: bool = False
         "history": history,
         "seconds": round(time.perf_counter() - started, 3),
         "device": str(device),
+        "compile": bool(config.get("compile")),
         "world_size": info.world_size,
     }
     cache.write_manifest(directory, manifest)
@@ -348,9 +360,9 @@ def set_train_mode(model: nn.Module, *, freeze_batchnorm: bool) -> None:
                 module.eval()
 
 
-def _train_epoch(model: nn.ModuleDict, task: MultiTaskLabels, optimizer: torch.optim.Optimizer, batches: Any,
-                 preprocess: Any, device: torch.device, n_frames: int, *, freeze_batchnorm: bool, desc: str,
-                 quiet: bool) -> tuple[float, int]:
+def _train_epoch(model: nn.Module, forward: Any, task: MultiTaskLabels, optimizer: torch.optim.Optimizer,
+                 batches: Any, preprocess: Any, device: torch.device, n_frames: int, *, freeze_batchnorm: bool,
+                 desc: str, quiet: bool) -> tuple[float, int]:
     set_train_mode(model, freeze_batchnorm=freeze_batchnorm)
     amp = device.type == "cuda"
     loss_sum, seen = 0.0, 0
@@ -365,7 +377,7 @@ def _train_epoch(model: nn.ModuleDict, task: MultiTaskLabels, optimizer: torch.o
             labels = batch["labels"].to(device, non_blocking=True)
             valid = batch["valid"].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                pred = model(images)
+                pred = forward(images)  # `model` itself, or its torch.compile'd callable
             # The loss of the global batch (1 - CCC is a statistic of the whole batch, not a mean over frames).
             pred, labels, valid = D.gather_batch(pred.float(), labels, valid)
             loss = task.loss(pred, labels, valid)

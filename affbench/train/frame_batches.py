@@ -23,12 +23,12 @@ class FrameDecoder:
         self.wanted = None if wanted is None else frozenset(wanted)
 
     def __call__(self, members: dict[str, bytes], key: str) -> dict[str, Any] | None:
-        from affbench.data.frame_shards import decode_frame, decode_jpeg
+        from affbench.data.frame_shards import decode_frame, frame_pixels
 
         if self.wanted is not None and key.rsplit("/", 1)[0] not in self.wanted:
             return None
         sample = decode_frame(members, key)
-        sample["image"] = decode_jpeg(sample.pop("jpg"))
+        sample["image"] = frame_pixels(sample)
         return sample
 
 
@@ -74,9 +74,19 @@ def frame_batches(shards_dir: str | Path, *, batch_size: int, workers: int, want
 
 
 def batch_to_input(images: Any, preprocess: Any, device: torch.device) -> torch.Tensor:
-    """uint8 pixels of a batch -> the backbone's normalised float input [B,3,S,S] on `device`."""
-    from affbench.model import preprocess_images
+    """uint8 pixels of a batch -> the backbone's normalised float input [B,3,S,S] on `device`.
 
+    For a backbone whose frame shards keep decoded crops (``frame_shards.decoded_crops``), pixels of another size
+    are first made into such crops: an image gives the same feature whichever way it arrives (a frame shard of
+    either form, or a face crop decoded by ``affbench predict --video``).
+    """
+    from affbench.data.frame_shards import decoded_crops
+    from affbench.model import input_pixels, preprocess_images
+
+    size = preprocess.image_size
+    at_size = isinstance(images, np.ndarray) and images.shape[1:3] == (size, size)
+    if decoded_crops(preprocess) is not None and not at_size:
+        images = input_pixels(images, preprocess)
     if isinstance(images, np.ndarray) and not images.flags.writeable:
         images = images.copy()  # torch refuses to wrap read-only memory silently
     return preprocess_images(images, preprocess, device=device)

@@ -170,15 +170,22 @@ def ensure_frame_shards(
     provenance: Mapping[str, Any],
     selection: Mapping[str, Any],
     stamps: str,
+    preprocess: Any,
     quiet: bool = False,
 ) -> Path:
-    """The frame-shard set of `records` (cached by dataset provenance, task, videos, `selection` and the
-    images' `stamps` digest, so a replaced image gives a new set)."""
-    from affbench.data.frame_shards import write_frame_shards
+    """The frame-shard set of `records` for a backbone with input `preprocess` (cached by dataset provenance,
+    task, videos, `selection` and the images' `stamps` digest, so a replaced image gives a new set).
+
+    A small backbone's set keeps decoded crops at its input size (``frame_shards.decoded_crops``): their size and
+    resize mode join the key. Sets of JPEG bytes serve every larger backbone, and their keys stay what they were.
+    """
+    from affbench.data.frame_shards import crops_description, decoded_crops, write_frame_shards
 
     images = [(r.video, tuple(r.images)) for r in records]
+    crops = decoded_crops(preprocess)
+    stored = {} if crops is None else {"crops": crops_description(crops)}
     key = cache.stage_key("frames", dataset=provenance, task=task, selection=selection,
-                          images=cache.stable_hash(images, length=64), stamps=stamps)
+                          images=cache.stable_hash(images, length=64), stamps=stamps, **stored)
     directory = cache.stage_dir("frames", key)
     if cache.read_manifest(directory) is None:
         n_images = sum(int(r.has_image.sum()) for r in records)
@@ -186,5 +193,5 @@ def ensure_frame_shards(
             raise ValueError(f"task '{task}': the selected videos hold no face image to write as frame shards")
         write_frame_shards(records, dataset.image_root, directory, task=task, dataset_provenance=provenance,
                            maxcount=frames_maxcount(n_images), quiet=quiet,
-                           desc=frame_shards_label(task, selection))
+                           desc=frame_shards_label(task, selection), crops=crops)
     return directory

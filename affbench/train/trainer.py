@@ -217,6 +217,7 @@ def _train(config: Config, *, fold: int | None, out_dir: Path, resume: bool, qui
                             **({"selection": pick_shards.provenance} if pick_split == "selection" else {})}
         prepare_run_dir(run_dir, config, seed=seed, fold=fold, fold_manifest=_fold_manifest(data),
                         provenance={**shard_provenance, "select": selection, "device": str(device),
+                                    "compile": bool(config.get("compile")),
                                     **({"data": dict(data.provenance)} if isinstance(
                                         getattr(data, "provenance", None), Mapping) else {})})
 
