@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-GROUP_ORDER = ("backbone", "extraction", "loader", "temporal", "inference", "synth", "memory", "startup")
+GROUP_ORDER = ("backbone", "extraction", "compile", "loader", "temporal", "inference", "synth", "memory", "startup")
 
 # Aff-Wild2 (6th ABAW edition) sizes the projection assumes.
 AFFWILD2_FRAMES_TO_EXTRACT = 3_000_000  # about 600 videos, ~3 M frames in all

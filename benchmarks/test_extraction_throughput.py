@@ -17,13 +17,11 @@ the median of the per-pair ratios is stored as ``extra_info["paired_ratio"]`` ag
 from __future__ import annotations
 
 import shutil
-import statistics
-import time
 
 import numpy as np
 import pytest
 import torch
-from benchkit import measure, synchronize
+from benchkit import PairedRounds, measure
 from benchmarks_paths import fresh_dir
 
 from affbench.data.frame_shards import decoded_crops
@@ -113,16 +111,13 @@ def test_extraction(benchmark, extraction_case, device, sizes):
     config, inputs, backbone = case["config"], case["inputs"], case["backbone"]
     key = cache.feature_key(inputs.dataset_provenance, case["identity"])
     state: dict = {}
-    partner, partner_rates = forward_only(case, device), []
+    paired = PairedRounds(f"baseline_forward_only[{case['name']}]", forward_only(case, device), case["frames"], device)
 
     def setup() -> None:
         # Start from nothing but the frame shards: no cached features, no cached window shards.
         shutil.rmtree(cache.cache_root() / "windows", ignore_errors=True)
         state["directory"] = fresh_dir(case["scratch"] / "features")
-        start = time.perf_counter()  # the paired forward-only round, right before the extraction round
-        partner()
-        synchronize(device)
-        partner_rates.append(case["frames"] / (time.perf_counter() - start))
+        paired.setup()  # the forward-only round, right before the extraction round
 
     def extract() -> None:
         done = extract_videos(config, inputs, backbone, state["directory"], case["records"], quiet=True)
@@ -139,11 +134,7 @@ def test_extraction(benchmark, extraction_case, device, sizes):
             sizes=sizes, setup=setup, backbone=case["name"], workers=config["extract"]["workers"],
             frame_shards="decoded crops" if crops else "jpeg", frames=case["frames"],
             min_rounds=3 if case["name"] == "clip_vit_b16" else None)
-    rates = benchmark.extra_info["round_rates"] or []
-    ratios = [r / p for r, p in zip(rates, partner_rates[-len(rates):], strict=True)]
-    benchmark.extra_info.update({"paired_baseline": f"baseline_forward_only[{case['name']}]",
-                                 "paired_ratio": statistics.median(ratios) if ratios else None,
-                                 "paired_ratios": ratios, "paired_baseline_rates": partner_rates[-len(rates):]})
+    paired.record(benchmark)
 
 
 def test_baseline_forward_only(benchmark, extraction_case, device, sizes):

@@ -161,7 +161,7 @@ def extract_videos(config: Mapping[str, Any], inputs: StageInputs, backbone: nn.
     done = 0
     started = time.perf_counter()
     batches = frame_batches(shards_dir, batch_size=int(ex["batch_size"]), workers=int(ex["workers"]),
-                            wanted=set(wanted), pin_memory=device.type == "cuda")
+                            wanted=set(wanted), device=device)
     with backbone_threads(), torch.inference_mode(), tqdm(total=total, desc=f"extract {inputs.task}", unit="frame",
                                       disable=quiet, leave=False) as bar:
         for batch in batches:

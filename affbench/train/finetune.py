@@ -270,7 +270,7 @@ def finetune(config: Mapping[str, Any], *, fold: int | None, quiet: bool = False
     started = time.perf_counter()
     for epoch in range(start_epoch, int(ft["epochs"])):
         batches = frame_batches(shards_dir, batch_size=rank_batch, workers=int(ft["workers"]),
-                                shuffle_seed=int(ft["seed"]), epoch=epoch, pin_memory=device.type == "cuda",
+                                shuffle_seed=int(ft["seed"]), epoch=epoch, device=device,
                                 rank=info.rank, world_size=info.world_size)
         with backbone_threads():
             loss_sum, seen = _train_epoch(trained, forward, task, optimizer, batches, backbone.preprocess, device,

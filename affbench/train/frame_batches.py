@@ -48,17 +48,25 @@ def collate_frames(samples: list[dict[str, Any] | None]) -> dict[str, Any]:
 
 
 def frame_batches(shards_dir: str | Path, *, batch_size: int, workers: int, wanted: Collection[str] | None = None,
-                  shuffle_seed: int | None = None, epoch: int = 0, pin_memory: bool = False, rank: int = 0,
+                  shuffle_seed: int | None = None, epoch: int = 0, device: torch.device | None = None, rank: int = 0,
                   world_size: int = 1) -> Iterator[dict[str, Any]]:
     """Non-empty batches of a frame-shard set (decoded in up to `workers` workers), optionally only `wanted` videos.
 
     Under data parallelism each of `world_size` ranks reads its own shards (``shards[rank::world_size]`` of the
     epoch's order): the ranks together read every frame once.
+
+    For a backbone on the CPU (`device` None or cpu) a set of decoded crops is read in this process whatever
+    `workers` says: with nothing to decode, a worker only adds its start (a fork of this process, every epoch)
+    and the copy of each batch between processes, and takes cores from the backbone, which runs on all of them
+    (measured: README, Benchmarks). On a GPU the configured workers read, and batches go to pinned memory.
     """
     from affbench.data.frame_shards import REQUIRED, FrameShards
     from affbench.data.shard_loader import ShardBatchStream, ShardLoader
 
     shards = FrameShards(shards_dir)
+    on_gpu = device is not None and device.type == "cuda"
+    if shards.manifest.get("crops") and not on_gpu:
+        workers = 0
     stream = ShardBatchStream(shards.shards, decode=FrameDecoder(wanted), required=REQUIRED,
                               collate=collate_frames, batch_size=batch_size, shuffle_seed=shuffle_seed, epoch=epoch,
                               shuffle_buffer=max(1024, 4 * batch_size), rank=rank, world_size=world_size)
@@ -67,7 +75,7 @@ def frame_batches(shards_dir: str | Path, *, batch_size: int, workers: int, want
         from affbench.data.shard_loader import check_enough_shards
 
         check_enough_shards(len(shards.shards), world_size, workers, where=str(shards_dir))
-    loader = ShardLoader(stream, num_workers=workers, pin_memory=pin_memory)
+    loader = ShardLoader(stream, num_workers=workers, pin_memory=on_gpu)
     for batch in loader:
         if len(batch["video"]):
             yield batch
