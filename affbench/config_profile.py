@@ -135,8 +135,11 @@ def _throwaway_cache() -> Iterator[None]:
 
 def extraction_figure(config: Mapping[str, Any], inputs: Any, *, videos: int) -> Figure:
     """End-to-end extraction frames/s on the first `videos` videos (with images) of the config's dataset."""
+    from affbench.data.frame_shards import decoded_crops
+    from affbench.devices import resolve_device
     from affbench.train.extract import extract_videos
     from affbench.train.finetune import build_backbone
+    from affbench.train.frame_batches import loader_workers
     from affbench.train.stage_inputs import component_spec, ensure_frame_shards
 
     if config.get("backbone") is None:
@@ -152,9 +155,11 @@ def extraction_figure(config: Mapping[str, Any], inputs: Any, *, videos: int) ->
         frames = extract_videos(config, inputs, backbone, Path(target), chosen, quiet=True,
                                 shard_records=chosen)
         seconds = time.perf_counter() - start
+    crops = decoded_crops(backbone.preprocess) is not None
+    workers = loader_workers(config["extract"]["workers"], crops=crops, device=resolve_device(config["device"]))
     return Figure("extraction end to end", frames / max(seconds, 1e-9), "frames/s",
                   f"{frames} frames of {len(chosen)} videos, batch {config['extract']['batch_size']}, "
-                  f"{config['extract']['workers']} workers")
+                  f"{'decoded crops' if crops else 'JPEG'}, {workers} workers")
 
 
 def temporal_figures(config: Mapping[str, Any], feature_dim: int, device: torch.device, *, rounds: int,

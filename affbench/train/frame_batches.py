@@ -55,18 +55,14 @@ def frame_batches(shards_dir: str | Path, *, batch_size: int, workers: int, want
     Under data parallelism each of `world_size` ranks reads its own shards (``shards[rank::world_size]`` of the
     epoch's order): the ranks together read every frame once.
 
-    For a backbone on the CPU (`device` None or cpu) a set of decoded crops is read in this process whatever
-    `workers` says: with nothing to decode, a worker only adds its start (a fork of this process, every epoch)
-    and the copy of each batch between processes, and takes cores from the backbone, which runs on all of them
-    (measured: README, Benchmarks). On a GPU the configured workers read, and batches go to pinned memory.
+    The loader runs `loader_workers(...)` workers; on a GPU batches go to pinned memory.
     """
     from affbench.data.frame_shards import REQUIRED, FrameShards
     from affbench.data.shard_loader import ShardBatchStream, ShardLoader
 
     shards = FrameShards(shards_dir)
     on_gpu = device is not None and device.type == "cuda"
-    if shards.manifest.get("crops") and not on_gpu:
-        workers = 0
+    workers = loader_workers(workers, crops=bool(shards.manifest.get("crops")), device=device)
     stream = ShardBatchStream(shards.shards, decode=FrameDecoder(wanted), required=REQUIRED,
                               collate=collate_frames, batch_size=batch_size, shuffle_seed=shuffle_seed, epoch=epoch,
                               shuffle_buffer=max(1024, 4 * batch_size), rank=rank, world_size=world_size)
@@ -79,6 +75,17 @@ def frame_batches(shards_dir: str | Path, *, batch_size: int, workers: int, want
     for batch in loader:
         if len(batch["video"]):
             yield batch
+
+
+def loader_workers(workers: int, *, crops: bool, device: torch.device | None) -> int:
+    """DataLoader workers that read a frame-shard set: `workers`, or 0 for decoded `crops` read for a CPU backbone.
+
+    With nothing to decode, a worker only adds its start (a fork of this process, every epoch) and the copy of
+    each batch between processes, and takes cores from the backbone, which runs on all of them on a CPU
+    (measured: README, Benchmarks). On a GPU the configured workers keep the device fed.
+    """
+    on_gpu = device is not None and device.type == "cuda"
+    return 0 if crops and not on_gpu else int(workers)
 
 
 def batch_to_input(images: Any, preprocess: Any, device: torch.device) -> torch.Tensor:
