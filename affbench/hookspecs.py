@@ -41,7 +41,8 @@ def affbench_register_tasks(register):
 
     ``register(name, factory)``: ``factory(**options)`` returns a task module with ``label_names``, ``out_dim``,
     ``label_dim``, ``loss(pred, target, valid)``, ``metrics(values, target)``, ``primary_metric``,
-    ``postprocess(pred)`` (submission values) and ``probabilities(pred)``.
+    ``postprocess(pred)`` (submission values) and ``probabilities(pred)``; the optional attributes of
+    :mod:`affbench.task_contract` (post-processing, submission format, report columns, references, plots).
     """
 
 
