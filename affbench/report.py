@@ -29,6 +29,7 @@ from affbench.report_numbers import (
     BootstrapSettings,
     Cell,
     ReportNumbers,
+    added_metrics,
     selection_mode,
     task_metrics,
     tasks_of,
@@ -101,8 +102,14 @@ def table_columns(runs: Sequence[Mapping[str, Any]], which: str) -> list[tuple[s
     """(task, metric key in metrics.json, column title) of Table 1 (``detail``) or Table 2 (``report``): each
     task's declared columns, tasks in the order the runs list them."""
     columns = contract.detail_columns if which == "detail" else contract.report_columns
-    return [(task, metric, title) for task in tasks_of(runs)
-            for metric, title in columns(contract.task_named(task))]
+    out = []
+    for task in tasks_of(runs):
+        out += [(task, metric, title) for metric, title in columns(contract.task_named(task))]
+        if which == "report":  # Table 2 also shows the metrics configs added to the task
+            added = dict.fromkeys(k for run in runs if run["task"] == task for k in added_metrics(run))
+            out += [(task, key, f"{task} {key}") for key in added if key not in contract.table_metrics(
+                contract.task_named(task))]
+    return out
 
 
 def build_tables(runs: Sequence[Mapping[str, Any]], *, main: str | None = None,

@@ -50,6 +50,15 @@ def task_metrics(task: str) -> tuple[str, ...]:
     return contract.table_metrics(contract.task_named(task))
 
 
+def added_metrics(run: Mapping[str, Any]) -> tuple[str, ...]:
+    """The metrics.json keys of the registered metrics a run's config added to its task (the task option
+    ``metrics``): a metric's own name, or ``<name>_<key>`` for one that returns several values."""
+    spec = (run.get("config") or {}).get("task")
+    names = ((spec.get("options") or {}).get("metrics") or []) if isinstance(spec, Mapping) else []
+    recorded = run.get("metrics") or {}
+    return tuple(k for name in names for k in recorded if k == name or k.startswith(f"{name}_"))
+
+
 def tasks_of(runs: Iterable[Mapping[str, Any]]) -> list[str]:
     """The tasks of these runs, in the order they first appear (the suite's order)."""
     return list(dict.fromkeys(run["task"] for run in runs))
@@ -162,7 +171,8 @@ class ReportNumbers:
 
     def _scores(self, run: Mapping[str, Any]) -> RunScores:
         metrics = run.get("metrics") or {}
-        values = {m: float(metrics[m]) for m in task_metrics(run["task"]) if m in metrics}
+        shown = (*task_metrics(run["task"]), *added_metrics(run))
+        values = {m: float(metrics[m]) for m in shown if m in metrics}
         return RunScores(run, read_run_frames(run.get("run_dir"), run["task"]), values)
 
     @staticmethod

@@ -24,6 +24,8 @@ w)``                          state to store (a list of floats) or None; ``thres
 ``references(frames, stats)`` label-only reference predictors (affbench.references) and ``reference_names``
 ``output_kind``               ``continuous`` (values), ``classes`` (one class index) or ``multilabel`` (0/1 per
                               label): how its values are drawn and printed (default ``continuous``)
+``metric_names``              registered metrics (``affbench_register_metrics``) it reports beside its own
+                              ``metrics``; a config adds more with the task option ``metrics: [...]``
 ``plots``                     report plots that suit it: ``traces`` (continuous), ``confusion`` (classes),
                               ``per_label_f1`` (multi-label); default: the one of its output kind
 ``value_range``               (low, high) of continuous values, for trace axes
@@ -127,6 +129,42 @@ def scoring(task: Any) -> Any:
 
 def reference_names(task: Any) -> dict[str, str]:
     return dict(getattr(task, "reference_names", None) or {})
+
+
+def metric_names(task: Any) -> tuple[str, ...]:
+    """The registered metrics the task reports beside its own: those it declares, then those its config adds."""
+    names = [*(getattr(task, "metric_names", None) or ()), *(getattr(task, "extra_metrics", None) or ())]
+    return tuple(dict.fromkeys(str(n) for n in names))
+
+
+def registered_metrics(task: Any, values: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """Each of the task's registered metrics on scored rows (values, target [N, label_dim]; one label column is
+    passed as [N]): a number under the metric's name, a dict as ``<name>_<key>``."""
+    import affbench
+
+    if values.ndim == 2 and values.shape[1] == 1:
+        values, target = values[:, 0], target[:, 0]
+    out: dict[str, float] = {}
+    for name in metric_names(task):
+        result = affbench.create("metric", name)(values, target)
+        if isinstance(result, dict):
+            out.update({f"{name}_{k}": float(v) for k, v in result.items()})
+        else:
+            out[name] = float(result)
+    return out
+
+
+def check_metric_names(names: Any, where: str) -> tuple[str, ...]:
+    """A task option ``metrics``: a list of registered metric names (unknown ones fail, naming the closest)."""
+    import affbench
+
+    if names is None:
+        return ()
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{where}: metrics must be a list of registered metric names, got {names!r}")
+    for name in names:
+        affbench.get_registry().get("metric", name)
+    return tuple(names)
 
 
 def submission_values(task: Any, raw: np.ndarray, smoothing: int | None) -> np.ndarray:

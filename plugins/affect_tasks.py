@@ -26,6 +26,7 @@ from affbench.references import (
     constant_stats,
     expected_counts,
 )
+from affbench.task_contract import check_metric_names
 from affbench.train.evaluate import mode_filter, moving_average
 
 VA_NAMES = ("valence", "arousal")
@@ -96,6 +97,10 @@ class AffectTask(nn.Module):
         """Class probabilities of raw outputs (None for regression tasks)."""
         return None
 
+    def _add_metrics(self, metrics: Sequence[str] | None) -> None:
+        """Registered metrics the config adds to this task's own (the ``metrics`` option)."""
+        self.extra_metrics = check_metric_names(metrics, f"task '{self.name}'")
+
 
 class VATask(AffectTask):
     """Valence and arousal in [-1, 1]; loss 1 - CCC per dimension over the batch's valid rows."""
@@ -117,8 +122,9 @@ class VATask(AffectTask):
     reference_names = {"constant": "constant mean"}
 
     def __init__(self, *, output: str = "tanh", loss_reduction: str = "mean", loss_statistics: str = "population",
-                 eps: float = 1e-8) -> None:
+                 eps: float = 1e-8, metrics: Sequence[str] | None = None) -> None:
         super().__init__()
+        self._add_metrics(metrics)
         self.output = check_choice(output, "output", ("tanh", "linear"), "task 'va'")
         # The authors' earlier code sums the two (1 - CCC) terms and uses sample (N - 1) statistics in the loss;
         # the ABAW metric uses population statistics and averages the two.
@@ -202,8 +208,10 @@ class ExprTask(AffectTask):
     reference_names = {"constant": "best constant class", "prior": "class prior"}
     references_selected_on_scored = ("constant",)
 
-    def __init__(self, *, label_smoothing: float = 0.0, class_weights: Sequence[float] | None = None) -> None:
+    def __init__(self, *, label_smoothing: float = 0.0, class_weights: Sequence[float] | None = None,
+                 metrics: Sequence[str] | None = None) -> None:
         super().__init__()
+        self._add_metrics(metrics)
         if not 0.0 <= float(label_smoothing) < 1.0:
             raise ValueError(f"task 'expr': label_smoothing must be in [0, 1), got {label_smoothing}")
         self.label_smoothing = float(label_smoothing)
@@ -287,9 +295,10 @@ class AUTask(AffectTask):
     plots = ("per_label_f1",)
     reference_names = {"constant": "all AUs on", "prior": "AU prior"}
 
-    def __init__(self, *, pos_weight: Sequence[float] | None = None, threshold: float | Sequence[float] = 0.5
-                 ) -> None:
+    def __init__(self, *, pos_weight: Sequence[float] | None = None, threshold: float | Sequence[float] = 0.5,
+                 metrics: Sequence[str] | None = None) -> None:
         super().__init__()
+        self._add_metrics(metrics)
         weights = None
         if pos_weight is not None:
             weights = torch.as_tensor(list(pos_weight), dtype=torch.float32)

@@ -222,7 +222,9 @@ def score(task: Any, outputs: VideoOutputs, *, smoothing: int | None = None,
     n = int(sum(len(p) for p in pred))
     if n == 0:
         raise ValueError("no valid labelled frame in the split; nothing to score")
-    metrics = {k: float(v) for k, v in task.metrics(np.concatenate(pred), np.concatenate(target)).items()}
+    pred_all, target_all = np.concatenate(pred), np.concatenate(target)
+    metrics = {k: float(v) for k, v in task.metrics(pred_all, target_all).items()}
+    metrics.update(contract.registered_metrics(task, pred_all, target_all))
     metrics["frames"] = n
     return metrics, values
 
