@@ -19,6 +19,7 @@ from typing import Any
 from affbench.cli_support import print_usage, reporting_input_errors
 from affbench.data import SPLITS, TASKS
 
+
 def add_commands(subparsers) -> None:
     """Add the `data` command group (frames, folds, ...) to the top-level parser's subparsers; plugins add more
     (SynthAffect's `data synth`)."""
