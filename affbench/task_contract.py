@@ -6,8 +6,7 @@ a task (post-processing, threshold tuning, the prediction CSV, the submission fi
 references and plots) goes through the functions below, which read the optional attributes here:
 
 ============================  =====================================================================================
-``annotation``                the dataset annotation set whose labels it reads (default: the task's name)
-``derive_labels(labels)``     labels [n, k] of that set -> the task's labels [n, label_dim] (invalid rows kept)
+``annotation``                the dataset annotation set whose format its submission follows (default: its name)
 ``submission_values(raw, w)`` merged raw outputs [n, out_dim] of one video, smoothing window w -> values
                               [n, label_dim] (default: ``postprocess``, no smoothing)
 ``tune(raw, labels, valid,    fit post-processing (e.g. thresholds) on the selection split's videos; returns the
@@ -55,12 +54,6 @@ def task_named(name: str) -> Any:
 
 def annotation(task: Any) -> str:
     return str(getattr(task, "annotation", None) or task.name)
-
-
-def derive_labels(task: Any, labels: np.ndarray) -> np.ndarray:
-    """The task's labels from its annotation set's (identity unless the task derives its own)."""
-    derive = getattr(task, "derive_labels", None)
-    return labels if derive is None else np.asarray(derive(labels), np.float32)
 
 
 def prediction_columns(task: Any) -> tuple[str, ...]:
