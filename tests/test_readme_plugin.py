@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from plugin_install import install_package
 
 import affbench
 from affbench import _registry
@@ -28,16 +29,7 @@ def readme_example():
 def installed_example(tmp_path, monkeypatch):
     source, pyproject_text = readme_example()
     project = tomllib.loads(pyproject_text)["project"]
-    site = tmp_path / "site"
-    (site / "affbench_mean_colour").mkdir(parents=True)
-    (site / "affbench_mean_colour" / "__init__.py").write_text(source)
-    info = site / f"affbench_mean_colour-{project['version']}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(
-        f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n"
-    )
-    eps = "\n".join(f"{k} = {v}" for k, v in project["entry-points"]["affbench"].items())
-    (info / "entry_points.txt").write_text(f"[affbench]\n{eps}\n")
+    site = install_package(tmp_path / "site", project, {"affbench_mean_colour/__init__.py": source})
     monkeypatch.syspath_prepend(str(site))
     _registry.reset_registry()
     yield
