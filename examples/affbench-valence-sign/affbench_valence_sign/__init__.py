@@ -89,6 +89,11 @@ def affbench_register_tasks(register):
     register("valence_sign", ValenceSignTask)
 
 
+def balanced_accuracy_metric():
+    """Balanced accuracy: the mean recall of the classes present in the target."""
+    return balanced_accuracy
+
+
 @affbench.hookimpl
 def affbench_register_metrics(register):
-    register("balanced_accuracy", lambda: balanced_accuracy)
+    register("balanced_accuracy", balanced_accuracy_metric)
