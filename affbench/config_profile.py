@@ -159,7 +159,7 @@ def extraction_figure(config: Mapping[str, Any], inputs: Any, *, videos: int) ->
 def temporal_figures(config: Mapping[str, Any], feature_dim: int, device: torch.device, *, rounds: int,
                      quick: bool) -> list[Figure]:
     """Stage 3 training windows/s and windowed inference frames/s of the config's model."""
-    from affbench.train.trainer import build_model
+    from affbench.train.pipeline import build_model
 
     window, stride = int(config["data"]["window"]), int(config["data"]["stride"])
     train_batch = 2 if quick else int(config["train"]["batch_size"])

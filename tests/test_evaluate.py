@@ -23,7 +23,8 @@ from affbench.train.evaluate import (
     score,
     write_submission,
 )
-from affbench.train.trainer import build_model, train
+from affbench.train.pipeline import build_model
+from affbench.train.trainer import train
 
 
 @pytest.mark.parametrize("task", ["va", "expr", "au"])

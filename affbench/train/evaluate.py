@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from affbench.data.submission import OrderFile, parse_location, read_order_file, validate_submission
 from affbench.data.windows import VideoPredictionMerger
-from affbench.devices import resolve_device
+from affbench.devices import autocast, resolve_device
 from affbench.train import distributed as D
 
 SUBMISSION_NAMES = {"va": "VA_submission.txt", "expr": "EXPR_submission.txt", "au": "AU_submission.txt"}
@@ -66,12 +66,6 @@ def _batches(windows: Iterable[dict[str, Any]], batch_size: int) -> Iterable[lis
         yield batch
 
 
-def _autocast(device: torch.device, amp: str):
-    if device.type == "cuda" and amp in ("bf16", "fp16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
-    return torch.autocast(device.type, enabled=False)
-
-
 @torch.no_grad()
 def run_windows(model: torch.nn.Module, windows: Iterable[dict[str, Any]], *, device: torch.device,
                 batch_size: int = 64, amp: str = "none", rank: int = 0, world_size: int = 1,
@@ -93,7 +87,7 @@ def run_windows(model: torch.nn.Module, windows: Iterable[dict[str, Any]], *, de
                 continue
             feats = torch.from_numpy(np.stack([w["features"] for w in batch]))
             mask = torch.from_numpy(np.stack([w["mask"] for w in batch]))
-            with _autocast(device, amp):
+            with autocast(device, amp):
                 out = model(feats.to(device, non_blocking=True).float(), mask.to(device, non_blocking=True))
             out = out.float().cpu().numpy()
             for i, w in enumerate(batch):
@@ -333,8 +327,8 @@ def load_trained(checkpoint: str | Path, config: Any = None, *, device: str | to
     """(config, model, checkpoint dict) from a ``best.pt``/``last.pt`` (config from the checkpoint if not given)."""
     from affbench.train.checkpoints import CheckpointError, load_checkpoint
     from affbench.train.config import as_config
+    from affbench.train.pipeline import build_model
     from affbench.train.run_checkpoints import checkpoint_config
-    from affbench.train.trainer import build_model
 
     ckpt = load_checkpoint(checkpoint)
     if config is None:
@@ -361,7 +355,7 @@ def _split_outputs(config: Any, model: torch.nn.Module, *, fold: int | None, spl
                    quiet: bool) -> VideoOutputs:
     if split not in ("train", "validation"):
         raise ValueError(f"split must be 'train' or 'validation', got {split!r}")
-    from affbench.train.trainer import open_window_shards, window_data
+    from affbench.train.pipeline import open_window_shards, window_data
 
     data = window_data(config, fold=fold, quiet=quiet, data=data)
     shards = open_window_shards(config, data, split)
@@ -391,8 +385,8 @@ def _test_outputs(config: Any, model: torch.nn.Module, *, fold: int | None, orde
     from affbench.data.affwild2_layout import unlabelled_records
     from affbench.data.window_shards import WindowShards
     from affbench.train.extract import build_window_shards, extract_features
+    from affbench.train.pipeline import expected_provenance
     from affbench.train.stage_inputs import load_stage_inputs
-    from affbench.train.trainer import expected_provenance
 
     inputs = load_stage_inputs(config, fold)
     records = unlabelled_records(order.frames_per_video(), inputs.dataset.image_root, int(model.task.label_dim))

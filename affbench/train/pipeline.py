@@ -20,7 +20,7 @@ from typing import Any
 
 from affbench.data.records import VideoRecord
 from affbench.train import distributed as D
-from affbench.train.config import ConfigError, as_config
+from affbench.train.config import Config, ConfigError, as_config
 from affbench.train.extract import build_window_shards, extract_features
 from affbench.train.stage_inputs import StageInputs, load_stage_inputs
 
@@ -35,8 +35,8 @@ class WindowData:
     train_dir: Path
     validation_dir: Path
     feature_dim: int
-    provenance: dict
-    fold_manifest: dict
+    provenance: dict = dataclasses.field(default_factory=dict)
+    fold_manifest: dict | None = None
     selection_dir: Path | None = None  # held-out training videos (train.select: inner)
 
     @property
@@ -45,6 +45,47 @@ class WindowData:
         if self.selection_dir is not None:
             dirs[SELECTION] = self.selection_dir
         return dirs
+
+
+def split_dir(data: WindowData, split: str) -> Path:
+    """The window-shard directory of `split` ("train" | "selection" | "validation")."""
+    directory = data.dirs.get(split)
+    if directory is not None:
+        return Path(directory)
+    if split == SELECTION:
+        raise ValueError(f"train.select is 'inner' but the window data {data!r} has no 'selection' split (held-out "
+                         "training videos; prepare_window_shards builds it); set train.select to last or validation")
+    raise AttributeError(f"window data {data!r} has no '{split}' shard directory")
+
+
+def expected_provenance(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What a config's window shards must have been built with: task, windowing and missing-face policy."""
+    data = config["data"]
+    return {"task": {"name": config["task"]["name"]}, "window": data["window"], "stride": data["stride"],
+            "missing_faces": {"policy": data["missing_faces"]}}
+
+
+def open_window_shards(config: Mapping[str, Any], data: WindowData, split: str):
+    """The window shards of `split` (a WindowShards), refused when their manifest was built for another config."""
+    from affbench.data.window_shards import WindowShards
+
+    return WindowShards(split_dir(data, split), expect=expected_provenance(config))
+
+
+def window_data(config: Config, *, fold: int | None, quiet: bool, data: WindowData | None = None) -> WindowData:
+    """The config's window shards (`data` when the caller already has them), stages 1 and 2 run (or found in the
+    cache) by every rank together."""
+    if data is not None:
+        return data
+    # Under torchrun every rank takes part: stage 1 is data-parallel, stage 2 shares the videos out.
+    return prepare_window_shards(config, fold=fold, quiet=quiet or not D.init_distributed().is_main)
+
+
+def build_model(config: Config, feature_dim: int):
+    """The stage-3 model: no backbone, `feature_dim`-wide features in."""
+    from affbench.model import create_model
+
+    return create_model({**config.to_dict(), "backbone": None, "feature_dim": int(feature_dim)})
 
 
 def selection_spec(config: Mapping[str, Any], inputs: StageInputs) -> dict | None:
