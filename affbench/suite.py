@@ -376,7 +376,7 @@ def preflight_suite(planned: Sequence[tuple[Any, ...]], out_dir: Path) -> None:
 def _run_row(config: Any, fold: int, run_dir: Path, label: str, *, out_dir: Path, force: bool,
              quiet: bool) -> dict[str, Any]:
     """Train one (config, fold) row, or skip it when its run folder holds final metrics of this config."""
-    from affbench.train.pipeline import prepare_window_shards
+    from affbench.train.pipeline import window_data
     from affbench.train.trainer import train
 
     metrics_path = run_dir / "metrics.json"
@@ -391,11 +391,11 @@ def _run_row(config: Any, fold: int, run_dir: Path, label: str, *, out_dir: Path
     if not quiet:
         print(f"{label}: preparing window shards", flush=True)
     t0 = time.perf_counter()
-    window_data = prepare_window_shards(config, fold=fold, quiet=quiet)
+    data = window_data(config, fold=fold, quiet=quiet)  # the route train() takes when it is given no data
     t1 = time.perf_counter()
     # A run directory left by another config is retrained from scratch, never resumed or reported.
     metrics = train(config, fold=fold, out_dir=out_dir, resume=same_config and not force, quiet=quiet,
-                    data=window_data)
+                    data=data)
     t2 = time.perf_counter()
     seconds = {"stages_1_2": round(t1 - t0, 3), "train": round(t2 - t1, 3)}
     if not quiet:
@@ -405,7 +405,7 @@ def _run_row(config: Any, fold: int, run_dir: Path, label: str, *, out_dir: Path
         print(f"{label}: {shown} (stages 1-2 {seconds['stages_1_2']:.1f} s, train {seconds['train']:.1f} s)",
               flush=True)
     return _run_record(config, fold, run_dir, metrics, status="trained", seconds=seconds,
-                       data_provenance=window_data.provenance)
+                       data_provenance=data.provenance)
 
 
 def _same_config(run_dir: Path, config: Any) -> bool:

@@ -102,3 +102,22 @@ def test_progress_bars_are_named_by_what_they_do():
         "frame shards va+expr+au for finetune fold 0"
     assert frame_shards_label("au", {"stage": "extract"}) == "frame shards au for extract"
     assert frame_shards_label("va", {}) == "frame shards va"
+
+
+def test_a_fine_tuned_extraction_builds_its_backbone_once(home, synth_root, monkeypatch):
+    import affbench.train.finetune as ft
+
+    built = []
+    build = ft.build_backbone
+
+    def counting(spec):
+        built.append(spec)
+        return build(spec)
+
+    monkeypatch.setattr(ft, "build_backbone", counting)
+    monkeypatch.setattr("affbench.train.extract.build_backbone", counting)
+    config = tiny_config(synth_root)
+    trained = extract_features(config, fold=0, quiet=True)
+    assert trained.finetune is not None and len(built) == 1  # stage 1 trained the backbone stage 2 extracts with
+    again = extract_features(config, fold=0, quiet=True)
+    assert again.key == trained.key and len(built) == 2  # a cached fine-tune: one build again

@@ -34,6 +34,7 @@ from affbench.train.finetune import (
     finetune,
     finetuned_weights_id,
     load_finetuned,
+    seeded_backbone,
 )
 from affbench.train.frame_batches import batch_to_input, frame_batches
 from affbench.train.stage_inputs import StageInputs, component_spec, ensure_frame_shards, load_stage_inputs
@@ -59,15 +60,16 @@ def prepare_backbone(config: Mapping[str, Any], inputs: StageInputs, *, quiet: b
     if config.get("backbone") is None:
         raise ValueError("extract: config key backbone is null; stage 2 needs an image backbone")
     spec = component_spec(config["backbone"])
-    backbone = build_backbone(spec)
-    tuned = None
-    weights_id = str(backbone.weights_id)
-    if config["finetune"]["enabled"]:
-        result = finetune(config, fold=inputs.fold, quiet=quiet, inputs=inputs)
-        load_finetuned(backbone, result.weights_path)
-        weights_id = finetuned_weights_id(result.weights_path)
-        tuned = result.manifest
-    return backbone, cache.backbone_identity(spec, weights_id, backbone.preprocess), tuned
+    if not config["finetune"]["enabled"]:
+        backbone = build_backbone(spec)
+        return backbone, cache.backbone_identity(spec, str(backbone.weights_id), backbone.preprocess), None
+    # One build serves both stages: stage 1 computes its cache key from it and trains it (or finds its weights
+    # cached); the weights it saved are loaded back, so a trained and a reused fine-tune extract alike.
+    backbone = seeded_backbone(config)
+    result = finetune(config, fold=inputs.fold, quiet=quiet, inputs=inputs, backbone=backbone)
+    load_finetuned(backbone, result.weights_path)
+    weights_id = finetuned_weights_id(result.weights_path)
+    return backbone, cache.backbone_identity(spec, weights_id, backbone.preprocess), result.manifest
 
 
 def has_features(directory: Path, record: VideoRecord, stamps: np.ndarray) -> bool:

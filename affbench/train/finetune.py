@@ -199,9 +199,20 @@ def finetuned_weights_id(weights_path: str | Path) -> str:
     return "sha256:" + cache.file_sha256(weights_path)
 
 
+def seeded_backbone(config: Mapping[str, Any]) -> nn.Module:
+    """The config's backbone as built, torch seeded with ``finetune.seed`` first: every layer the factory
+    initialises at random (and the new head drawn after it) is the same in every run that fine-tunes it."""
+    torch.manual_seed(int(config["finetune"]["seed"]))
+    return build_backbone(config["backbone"])
+
+
 def finetune(config: Mapping[str, Any], *, fold: int | None, quiet: bool = False,
-             inputs: StageInputs | None = None) -> FinetuneResult:
-    """Fine-tune the config's backbone on `fold`'s training frames, or reuse the cached result."""
+             inputs: StageInputs | None = None, backbone: nn.Module | None = None) -> FinetuneResult:
+    """Fine-tune the config's backbone on `fold`'s training frames, or reuse the cached result.
+
+    `backbone` is the one the caller goes on with (built by `seeded_backbone`, so that it is built once per
+    extraction); it is trained in place. Without it one is built here.
+    """
     from affbench.train.checkpoints import (
         capture_rng_state,
         load_checkpoint,
@@ -214,8 +225,8 @@ def finetune(config: Mapping[str, Any], *, fold: int | None, quiet: bool = False
         raise ValueError("finetune: config key backbone is null; stage 1 needs an image backbone")
     inputs = inputs or load_stage_inputs(config, fold)
     ft = config["finetune"]
-    torch.manual_seed(int(ft["seed"]))
-    backbone = build_backbone(config["backbone"])
+    if backbone is None:
+        backbone = seeded_backbone(config)
     frames = finetune_frames(config, inputs)
     key = finetune_key(config, inputs, frames, backbone)
     directory = cache.stage_dir("finetune", key)
