@@ -150,7 +150,7 @@ def run_config_profile(args: argparse.Namespace) -> int:
     profile = profile_config(config, device=args.device, quick=args.quick)  # no --device: the config's own
     print(format_profile(profile, quick=args.quick))
     if args.json:
-        from affbench.train.run_dir import write_json
+        from affbench.output import write_json
 
         write_json(Path(args.json), profile.to_dict())
         print(f"\nresults in {args.json}")

@@ -26,13 +26,14 @@ CLI_MODULES = [
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with every subcommand module's commands."""
     from affbench import __version__
+    from affbench.cli_support import add_quiet_argument
 
     parser = argparse.ArgumentParser(
         prog="affbench",
         description="Benchmarks for continuous emotion recognition on video (ABAW / Aff-Wild2).",
     )
     parser.add_argument("--version", action="version", version=f"affbench {__version__}")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet_argument(parser, top_level=True)
     parser.add_argument("--debug", action="store_true",
                         help="show the Python traceback of input errors too (they print one line by default)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

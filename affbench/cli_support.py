@@ -67,3 +67,11 @@ def reporting_input_errors(prog: str, func: Command) -> Command:
         return run_reporting_input_errors(prog, func, args)
 
     return run
+
+
+def add_quiet_argument(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
+    """``--quiet`` (no progress bars). The top-level parser declares it with a default; every command that shows
+    progress declares it again without one (SUPPRESS), so ``affbench train X --quiet`` works and a command that
+    was not given it keeps what ``affbench --quiet train X`` set."""
+    parser.add_argument("--quiet", action="store_true", help="no progress bars",
+                        **({} if top_level else {"default": argparse.SUPPRESS}))

@@ -137,13 +137,13 @@ def extraction_figure(config: Mapping[str, Any], inputs: Any, *, videos: int) ->
     """End-to-end extraction frames/s on the first `videos` videos (with images) of the config's dataset."""
     from affbench.train.extract import extract_videos
     from affbench.train.finetune import build_backbone
-    from affbench.train.stage_inputs import component_spec, ensure_frame_shards
+    from affbench.train.stage_inputs import ensure_frame_shards
 
     if config.get("backbone") is None:
         return Figure("extraction end to end", None, "frames/s", "no backbone")
     chosen = [r for r in inputs.records if r.has_image.any()][:videos]
     with _throwaway_cache(), tempfile.TemporaryDirectory(prefix="affbench-features-") as target:
-        backbone = build_backbone(component_spec(config["backbone"]))
+        backbone = build_backbone(config["backbone"])
         # The frame shards of these videos are written first (untimed: a real run writes them once for all).
         ensure_frame_shards(chosen, inputs.dataset, task=inputs.task, provenance=inputs.dataset_provenance,
                             selection={"stage": "extract"}, stamps=inputs.stamps_digest(chosen), quiet=True)
@@ -235,7 +235,7 @@ def profile_config(config: Mapping[str, Any], *, device: str | None = None, quic
     """Measure the config's components and project one run (fold 0) on its dataset."""
     from affbench.devices import resolve_device
     from affbench.train.finetune import backbone_threads, build_backbone
-    from affbench.train.stage_inputs import component_spec, load_stage_inputs
+    from affbench.train.stage_inputs import load_stage_inputs
 
     torch_device = resolve_device(device if device is not None else config.get("device"))
     rounds = 1 if quick else rounds
@@ -245,7 +245,7 @@ def profile_config(config: Mapping[str, Any], *, device: str | None = None, quic
         figures = backbone_figures(config, torch_device, rounds=rounds, quick=quick)
         figures.append(extraction_figure(config, inputs, videos=1 if quick else videos))
     if config.get("backbone") is not None:
-        feature_dim = int(build_backbone(component_spec(config["backbone"])).out_dim)
+        feature_dim = int(build_backbone(config["backbone"]).out_dim)
     else:
         feature_dim = int(config["feature_dim"] or 768)
     figures += temporal_figures(config, feature_dim, torch_device, rounds=rounds, quick=quick)
@@ -260,7 +260,7 @@ def profile_config(config: Mapping[str, Any], *, device: str | None = None, quic
              rate["windowed inference"]),
     ]
     return ConfigProfile(getattr(config, "path", None), str(torch_device), figures,
-                         [w for w in work if w.amount], str(component_spec(config["data"]["dataset"])["name"]))
+                         [w for w in work if w.amount], str(config["data"]["dataset"]["name"]))
 
 
 def format_profile(profile: ConfigProfile, *, quick: bool) -> str:

@@ -308,8 +308,9 @@ def plot_intervals(numbers: Any, path: Path) -> Path | None:
     panels = [p for p in INTERVAL_PANELS if any(numbers.cell(r, p[0], p[1]) for r in numbers.rows())]
     if not panels:
         return None
+    from affbench.output import fixed
     from affbench.references import REFERENCE_NAMES, REFERENCES
-    from affbench.report import fixed, row_label
+    from affbench.report_numbers import row_label
 
     plt = _pyplot()
     rows = numbers.rows()

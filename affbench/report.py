@@ -22,9 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from affbench.bootstrap import Estimate
-from affbench.cli_components import format_table
+from affbench.output import fixed, format_table, markdown_table
 from affbench.references import REFERENCE_NAMES, REFERENCES
-from affbench.report_numbers import TASK_METRICS, BootstrapSettings, Cell, ReportNumbers, selection_mode
+from affbench.report_numbers import (
+    SELECTED_ON_REPORTED,
+    TASK_METRICS,
+    BootstrapSettings,
+    Cell,
+    ReportNumbers,
+    row_label,
+    selection_mode,
+)
 
 # (task, metric key in metrics.json, column title): what the tables show, in the paper's order.
 TABLE1_METRICS = (
@@ -35,15 +43,8 @@ TABLE1_METRICS = (
 )
 TABLE2_COLUMNS = (("va", "mean", "VA"), ("expr", "f1", "Expr"), ("au", "f1", "AU"))
 MAIN_ROW_DEFAULT = "ours"
-SELECTED_ON_REPORTED = "†"  # the row's checkpoint was chosen on the frames the table scores
 SIGNIFICANT = "*"  # the paired difference from the main row excludes 0
 TERMINAL_WIDTH = 120
-
-
-def fixed(x: float, digits: int = 3, sign: str = "") -> str:
-    """`x` with `digits` decimals; a value that rounds to zero prints as 0 (never '-0.000')."""
-    text = f"{x:{sign}.{digits}f}"
-    return f"{0.0:{sign}.{digits}f}" if float(text) == 0.0 else text
 
 
 def format_interval(low: float, high: float, digits: int = 2) -> str:
@@ -85,11 +86,6 @@ def main_row(runs: Sequence[Mapping[str, Any]], preferred: str | None = None) ->
 
 def _fold_label(fold: int | None) -> str:
     return "official" if fold is None else f"Fold {fold}"
-
-
-def row_label(numbers: ReportNumbers, row: str) -> str:
-    """The row's name, marked when any of its runs was selected on the reported frames."""
-    return f"{row} {SELECTED_ON_REPORTED}" if "validation" in numbers.row_selection(row) else row
 
 
 def _reference_label(task: str, name: str) -> str:
@@ -273,13 +269,6 @@ def render_text(tables: Mapping[str, Any], *, title: str) -> str:
     return "\n".join(parts)
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A GitHub-flavoured Markdown table."""
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(out)
-
-
 def tables_markdown(tables: Mapping[str, Any], *, legend_lines: Sequence[str] = (), level: int = 2) -> str:
     """How to read the tables, then the tables, as Markdown with headings of `level` (what a README quotes)."""
     titles = _titles(tables)
@@ -345,7 +334,7 @@ def write_report(runs: Sequence[Mapping[str, Any]], out_dir: str | Path, *, titl
     """Print the tables (when `echo`) and write report.md/.csv/.json and the plots into `out_dir`.
 
     `scope` (see scope_note) opens report.md; `made` (see provenance_lines) closes it."""
-    from affbench.train.run_dir import write_json, write_text_atomic
+    from affbench.output import write_json, write_text_atomic
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

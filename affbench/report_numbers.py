@@ -294,3 +294,11 @@ class ReportNumbers:
                                     "pairs": pairs, "difference": est.value, "low": est.low, "high": est.high,
                                     "excludes_zero": est.excludes_zero})
         return out
+
+
+SELECTED_ON_REPORTED = "†"  # the row's checkpoint was chosen on the frames the table scores
+
+
+def row_label(numbers: ReportNumbers, row: str) -> str:
+    """The row's name, marked when any of its runs was selected on the reported frames."""
+    return f"{row} {SELECTED_ON_REPORTED}" if "validation" in numbers.row_selection(row) else row

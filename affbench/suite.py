@@ -25,13 +25,11 @@ import json
 import platform
 import time
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-import affbench
 from affbench.yaml_strict import load_unique
 
 SUITE_KEYS = ("name", "configs", "folds", "main", "overrides", "seeds", "bootstrap", "description")
@@ -60,17 +58,6 @@ class Suite:
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     seeds: list[int] | None = None  # None: each config's own train.seed, run folders without a seed level
     bootstrap: dict[str, int] = dataclasses.field(default_factory=dict)
-
-
-def configs_root() -> Path:
-    """The directory of the built-in configs (installed package data, else the source tree's configs/)."""
-    try:
-        root = Path(str(resources.files("affbench_configs")))
-        if root.is_dir():
-            return root
-    except ModuleNotFoundError:
-        pass
-    return Path(affbench.__file__).resolve().parent.parent / "configs"
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -141,7 +128,9 @@ def builtin_suite_path(name: str, data: str | None) -> Path:
     ``configs/synthaffect/suite.yaml`` is the paper suite scaled to SynthAffect, and other scaled suites live
     at ``configs/synthaffect/<name>.yaml``.
     """
-    root = configs_root()
+    from affbench.train.config import builtin_configs_root
+
+    root = builtin_configs_root()
     if data == "affwild2":
         candidates = [root / name / n for n in SUITE_FILE_NAMES]
     else:
@@ -317,7 +306,8 @@ def write_suite_outputs(suite: Suite, out_dir: Path, planned: Sequence[tuple[Any
                         ) -> dict[str, Any]:
     """suite.json and the report of finished `runs` (one record per planned run, from `_run_row`); whoever ran
     them (this process, or a cluster's jobs) gathers them here. Returns suite.json's record."""
-    from affbench.train.run_dir import plugin_versions, write_json
+    from affbench.output import write_json
+    from affbench.train.run_dir import plugin_versions
 
     record = {
         "suite": suite.name,

@@ -137,11 +137,11 @@ class _StageKeys:
         """(fine-tune key or None, feature key or None while the fine-tune it follows has not run)."""
         from affbench.train import feature_cache as cache
         from affbench.train.finetune import WEIGHTS_FILE, finetune_frames, finetune_key, finetuned_weights_id
-        from affbench.train.stage_inputs import component_spec, load_stage_inputs
+        from affbench.train.stage_inputs import load_stage_inputs
 
         if config.get("backbone") is None:
             return None, None
-        spec = component_spec(config["backbone"])
+        spec = config["backbone"]
         backbone = self._backbone(spec)
         inputs = load_stage_inputs(config, fold)
         weights_id = str(backbone.weights_id)

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from affbench.data import WINDOW_MAXCOUNT
 from affbench.data.records import VideoRecord
-from affbench.data.shard_loader import ShardBatchStream, ShardLoader, check_enough_shards
+from affbench.data.shard_loader import ShardLoader, check_enough_shards
 from affbench.data.shard_manifest import (
     LabelStatistics,
     ShardSetWriter,
@@ -265,19 +265,7 @@ class WindowShards(ShardSet):
         n_frames i64 [B], video/key list}; ``resampled_len`` = fixed batches per rank per epoch."""
         if resampled_len is None:
             check_enough_shards(len(self.shards), world_size, num_workers, f"window shards {self.directory}")
-        stream = ShardBatchStream(
-            self.shards,
-            decode=decode_window,
-            required=REQUIRED,
-            collate=_collate_windows,
-            batch_size=batch_size,
-            shuffle_seed=shuffle_seed,
-            epoch=epoch,
-            rank=rank,
-            world_size=world_size,
-            resampled_len=resampled_len,
-            shuffle_buffer=shuffle_buffer,
-            drop_last=drop_last,
-            on_corrupt=self.on_corrupt,
-        )
+        stream = self.batch_stream(collate=_collate_windows, batch_size=batch_size, shuffle_seed=shuffle_seed,
+                                   epoch=epoch, rank=rank, world_size=world_size, resampled_len=resampled_len,
+                                   shuffle_buffer=shuffle_buffer, drop_last=drop_last)
         return ShardLoader(stream, num_workers=num_workers, pin_memory=pin_memory)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from affbench.cli_support import reporting_input_errors
+from affbench.cli_support import add_quiet_argument, reporting_input_errors
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
@@ -116,7 +116,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.lr=1e-4 (repeatable; values read as YAML)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+    add_quiet_argument(p)
     if not any("--device" in a.option_strings for a in p._actions):  # predict has it among --video's options
         from affbench.devices import add_device_argument
 

@@ -339,11 +339,11 @@ def _coerce(value: Any, key: Key, path: str, where: str) -> Any:
             return None
         raise ConfigError(f"{where}: {path}: may not be null; expected {' or '.join(types)}")
     if "component" in types:
-        return _component(value, key, path, where)
+        return component_spec(value, path, kind=key.kind, where=where)
     if "components" in types:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: {path}: expected a list of components, got {_type_name(value)}")
-        return [_component(v, key, f"{path}[{i}]", where) for i, v in enumerate(value)]
+        return [component_spec(v, f"{path}[{i}]", kind=key.kind, where=where) for i, v in enumerate(value)]
     if "bool" in types and isinstance(value, bool):
         return value
     if "int" in types and isinstance(value, int) and not isinstance(value, bool):
@@ -374,7 +374,10 @@ def _coerce(value: Any, key: Key, path: str, where: str) -> Any:
     return out
 
 
-def _component(value: Any, key: Key, path: str, where: str) -> dict[str, Any]:
+def component_spec(value: Any, path: str, *, kind: str, where: str = "config key") -> dict[str, Any]:
+    """A component (a name or {name, options}) as {name, options}: the one normaliser, run when a config loads
+    (and by ``create_model`` on a plain mapping), so that code downstream indexes ``["name"]`` and
+    ``["options"]``. A ConfigError names `where` and `path` otherwise."""
     if isinstance(value, str):
         return {"name": value, "options": {}}
     if isinstance(value, Mapping):
@@ -388,7 +391,7 @@ def _component(value: Any, key: Key, path: str, where: str) -> dict[str, Any]:
         if not isinstance(options, Mapping):
             raise ConfigError(f"{where}: {path}.options: expected a mapping, got {_type_name(options)}")
         return {"name": name, "options": dict(options)}
-    raise ConfigError(f"{where}: {path}: expected a {key.kind} name or {{name, options}}, got {_type_name(value)}")
+    raise ConfigError(f"{where}: {path}: expected a {kind} name or {{name, options}}, got {_type_name(value)}")
 
 
 def _hint(key: str, choices: list[str]) -> list[str]:
@@ -437,9 +440,7 @@ def _component_keys(schema: Mapping[str, Any], prefix: str = "") -> list[tuple[s
 
 def _check_components(config: Config) -> None:
     """Unknown component names and unknown options fail, naming the file and the key."""
-    import inspect
-
-    from affbench._registry import UnknownComponentError, closest_match, get_registry
+    from affbench._registry import UnknownComponentError, get_registry, unknown_option
 
     registry = get_registry()
     for path, spec in _component_keys(SCHEMA):
@@ -453,23 +454,12 @@ def _check_components(config: Config) -> None:
                 component = registry.get(spec.kind, comp["name"])
             except UnknownComponentError as exc:
                 raise ConfigError(f"{where}: {item_path}.name: {exc}") from None
-            try:
-                params = inspect.signature(component.factory).parameters
-            except (TypeError, ValueError):
-                continue
-            if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-                continue
-            accepted = [n for n, p in params.items() if n != "self" and p.kind in
-                        (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
-            if spec.kind == "temporal":
-                accepted = [n for n in accepted if n != "in_dim"]
-            for option in comp["options"]:
-                if option not in accepted:
-                    hint = closest_match(option, accepted)
-                    msg = (f"{config.where(f'{path}.options.{option}') if isinstance(value, dict) else where}: "
-                           f"{item_path}.options.{option}: {spec.kind} '{comp['name']}' has no option "
-                           f"'{option}'; accepted options: {', '.join(accepted) or '(none)'}")
-                    raise ConfigError(msg + (f". Did you mean '{hint}'?" if hint else ""))
+            for option in comp["options"]:  # one at a time: the message names the line of the one at fault
+                problem = unknown_option(component, [option],
+                                         set_by_caller=("in_dim",) if spec.kind == "temporal" else ())
+                if problem is not None:
+                    at = config.where(f"{path}.options.{option}") if isinstance(value, dict) else where
+                    raise ConfigError(f"{at}: {item_path}.options.{option}: {spec.kind} '{comp['name']}' {problem}")
 
 
 def _check_values(config: Config) -> None:
@@ -622,7 +612,7 @@ def dump_resolved(config: Config | Mapping[str, Any], path: str | Path) -> Path:
                                                          else set()))
     header = "# affbench resolved config (every key; defaults filled in)\n"
     header += "".join(f"# from: {f}\n" for f in files)
-    from affbench.train.run_dir import write_text_atomic
+    from affbench.output import write_text_atomic
 
     return write_text_atomic(path, header + to_yaml(config))
 

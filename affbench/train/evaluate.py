@@ -14,7 +14,6 @@ so the metrics equal the single-process ones.
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from tqdm.auto import tqdm
 from affbench.data.submission import OrderFile, parse_location, read_order_file, validate_submission
 from affbench.data.windows import VideoPredictionMerger
 from affbench.devices import autocast, resolve_device
+from affbench.output import open_atomic
 from affbench.train import distributed as D
 
 SUBMISSION_NAMES = {"va": "VA_submission.txt", "expr": "EXPR_submission.txt", "au": "AU_submission.txt"}
@@ -258,8 +258,7 @@ def write_predictions_csv(task: Any, outputs: VideoOutputs, values: Mapping[str,
     label_names = list(task.label_names)
     pred_cols = ["expression"] if name == "expr" else label_names
     integer = name in ("expr", "au")
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
+    with open_atomic(path) as handle:
         writer = csv.writer(handle, lineterminator="\n")
         probs_header = [f"p_{c}" for c in label_names] if name in ("expr", "au") else []
         writer.writerow(["video", "frame", "face", *pred_cols, *probs_header, "valid",
@@ -277,7 +276,6 @@ def write_predictions_csv(task: Any, outputs: VideoOutputs, values: Mapping[str,
                 row += [int(valid[i]) if valid is not None else ""]
                 row += [_fmt(x, integer) for x in labels[i]] if labels is not None else [""] * len(pred_cols)
                 writer.writerow(row)
-    os.replace(tmp, path)
     return path
 
 
@@ -298,8 +296,7 @@ def write_submission(task: Any, values: Mapping[str, np.ndarray], path: str | Pa
     if order is None:
         order = [f"{v}/{i:05d}.jpg" for v in sorted(values) for i in range(1, values[v].shape[0] + 1)]
     filled = 0
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as handle:
+    with open_atomic(path) as handle:
         handle.write(",".join(["image_location", *columns]) + "\n")
         for i, location in enumerate(order):
             video, frame = parse_location(location, path, None)
@@ -316,7 +313,6 @@ def write_submission(task: Any, values: Mapping[str, np.ndarray], path: str | Pa
             if name == "expr":
                 row = row[:1]
             handle.write(",".join([location, *(_fmt(x, integer) for x in row)]) + "\n")
-    os.replace(tmp, path)
     return {"rows": len(order), "filled": filled}
 
 

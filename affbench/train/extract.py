@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from affbench.data.records import VideoRecord
 from affbench.devices import resolve_device
+from affbench.output import write_manifest
 from affbench.train import distributed as D
 from affbench.train import feature_cache as cache
 from affbench.train.finetune import (
@@ -37,7 +38,7 @@ from affbench.train.finetune import (
     seeded_backbone,
 )
 from affbench.train.frame_batches import batch_to_input, frame_batches
-from affbench.train.stage_inputs import StageInputs, component_spec, ensure_frame_shards, load_stage_inputs
+from affbench.train.stage_inputs import StageInputs, ensure_frame_shards, load_stage_inputs
 
 IDENTITY_FILE = "identity.json"
 
@@ -59,7 +60,7 @@ def prepare_backbone(config: Mapping[str, Any], inputs: StageInputs, *, quiet: b
     """(backbone, identity, fine-tune manifest): fine-tuned on the fold when finetune.enabled, else as built."""
     if config.get("backbone") is None:
         raise ValueError("extract: config key backbone is null; stage 2 needs an image backbone")
-    spec = component_spec(config["backbone"])
+    spec = config["backbone"]
     if not config["finetune"]["enabled"]:
         backbone = build_backbone(spec)
         return backbone, cache.backbone_identity(spec, str(backbone.weights_id), backbone.preprocess), None
@@ -118,7 +119,7 @@ def extract_features(config: Mapping[str, Any], *, fold: int | None, quiet: bool
     missing = [r for r in records if not has_features(directory, r, stamps[r.video])]
     with D.main_first():
         if D.rank() == 0 and cache.read_manifest(directory) is None:  # what the per-video files are
-            cache.write_manifest(directory, {"stage": "features", "key": key, "identity": identity,
+            write_manifest(directory, {"stage": "features", "key": key, "identity": identity,
                                              "dataset": inputs.dataset_provenance,
                                              "feature_dim": int(backbone.out_dim)})
     extracted = 0
@@ -240,7 +241,7 @@ def build_window_shards(
     # Only training windows may drop tails: a scored split must cover every frame.
     tails = data["tails"] if split == "train" else "cover"
     dropped = {} if tails == "cover" else {"tails": tails}  # keys of covering sets stay what they were
-    key = cache.stage_key("windows", features=features.key, task=component_spec(config["task"]), split=split,
+    key = cache.stage_key("windows", features=features.key, task=config["task"], split=split,
                           fold=fold_side, videos=[r.video for r in records], window=int(data["window"]),
                           stride=int(data["stride"]), missing_faces=policy,
                           stamps=inputs.stamps_digest(records), **shaped_by, **dropped)
@@ -253,7 +254,7 @@ def build_window_shards(
     without_face = sum(int((~r.has_image).sum()) for r in records)
     extra = {
         "dataset": inputs.dataset_provenance,
-        "task": component_spec(config["task"]),
+        "task": config["task"],
         "split": split,
         "fold": fold_side,
         "videos": [r.video for r in records],

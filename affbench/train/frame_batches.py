@@ -55,13 +55,13 @@ def frame_batches(shards_dir: str | Path, *, batch_size: int, workers: int, want
     Under data parallelism each of `world_size` ranks reads its own shards (``shards[rank::world_size]`` of the
     epoch's order): the ranks together read every frame once.
     """
-    from affbench.data.frame_shards import REQUIRED, FrameShards
-    from affbench.data.shard_loader import ShardBatchStream, ShardLoader
+    from affbench.data.frame_shards import FrameShards
+    from affbench.data.shard_loader import ShardLoader
 
     shards = FrameShards(shards_dir)
-    stream = ShardBatchStream(shards.shards, decode=FrameDecoder(wanted), required=REQUIRED,
-                              collate=collate_frames, batch_size=batch_size, shuffle_seed=shuffle_seed, epoch=epoch,
-                              shuffle_buffer=max(1024, 4 * batch_size), rank=rank, world_size=world_size)
+    stream = shards.batch_stream(decode=FrameDecoder(wanted), collate=collate_frames, batch_size=batch_size,
+                                 shuffle_seed=shuffle_seed, epoch=epoch, shuffle_buffer=max(1024, 4 * batch_size),
+                                 rank=rank, world_size=world_size)
     workers = min(int(workers), len(shards.shards) // max(1, world_size))
     if world_size > 1:
         from affbench.data.shard_loader import check_enough_shards

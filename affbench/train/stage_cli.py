@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from affbench.cli_support import add_quiet_argument
+
 
 def _common(parser: argparse.ArgumentParser) -> None:
     from affbench.train.cli import _fold
@@ -16,7 +18,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="fold K of the K-fold split, or 'official' (default) for the official train/validation")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="override a config key, e.g. --set finetune.epochs=2 (repeatable; values read as YAML)")
-    parser.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+    add_quiet_argument(parser)
     from affbench.devices import add_device_argument
 
     add_device_argument(parser)

@@ -19,6 +19,7 @@ import numpy as np
 from affbench.data.image_stamps import record_stamps, stamps_digest
 from affbench.data.record_checks import check_labels, faceless_videos
 from affbench.data.records import VideoRecord
+from affbench.output import to_jsonable
 from affbench.train import feature_cache as cache
 
 # Small enough that a few DataLoader workers each get a shard on small sets; ~50 MB on Aff-Wild2.
@@ -79,23 +80,15 @@ class StageInputs:
         return sorted([*self.train, *self.validation], key=lambda r: r.video)
 
 
-def component_spec(value: Any) -> dict:
-    """A config component (name or {name, options}) as {name, options}."""
-    if isinstance(value, str):
-        return {"name": value, "options": {}}
-    return {"name": value["name"], "options": dict(value.get("options") or {})}
-
-
 def task_name(config: Mapping[str, Any]) -> str:
     """The config's task name."""
-    return component_spec(config["task"])["name"]
+    return config["task"]["name"]
 
 
 def open_dataset(spec: Mapping[str, Any]) -> Any:
     """The dataset plugin object for a {name, options} spec, built once per process and spec."""
     import affbench
 
-    spec = component_spec(spec)
     key = cache.stable_hash(spec)
     with _datasets_lock:
         if key not in _datasets:
@@ -105,7 +98,7 @@ def open_dataset(spec: Mapping[str, Any]) -> Any:
 
 def dataset_provenance(dataset: Any) -> dict:
     """The dataset's provenance (for every task), as plain JSON values."""
-    return cache._jsonable(dataset.provenance())
+    return to_jsonable(dataset.provenance(), other=str)
 
 
 def load_stage_inputs(config: Mapping[str, Any], fold: int | None, *, task: str | None = None) -> StageInputs:
@@ -121,7 +114,7 @@ def load_stage_inputs(config: Mapping[str, Any], fold: int | None, *, task: str 
     task = task or task_name(config)
     official_train = list(dataset.videos(task, "train"))
     official_val = list(dataset.videos(task, "validation"))
-    dataset_name = component_spec(data["dataset"])["name"]
+    dataset_name = data["dataset"]["name"]
     check_labels([*official_train, *official_val], task, dataset_name)
     faceless = faceless_videos([*official_train, *official_val], dataset_name, task)
     if fold is None:

@@ -26,7 +26,7 @@ import torch
 
 from affbench.data.affwild2_layout import IMAGES_DIR, LABEL_COLUMNS
 from affbench.data.records import VideoRecord
-from affbench.train.run_dir import write_text_atomic
+from affbench.output import write_text_atomic
 from affbench.video.crop import CropOptions, crop_videos, manifest_path, video_name
 
 
@@ -53,7 +53,6 @@ def run_backbone(config: Mapping[str, Any], run_dir: Path):
     """The run's image backbone with the weights it extracted its features with (fine-tuned ones from the cache)."""
     from affbench.train import feature_cache as cache
     from affbench.train.finetune import WEIGHTS_FILE, build_backbone, finetuned_weights_id, load_finetuned
-    from affbench.train.stage_inputs import component_spec
 
     if config.get("backbone") is None:
         raise ValueError(f"{run_dir}: the run's config has backbone: null (it trained on given features); "
@@ -65,7 +64,7 @@ def run_backbone(config: Mapping[str, Any], run_dir: Path):
     except (OSError, ValueError, KeyError, TypeError):
         raise ValueError(f"{provenance_path}: missing or without train.backbone; accepted: the file `affbench "
                          "train` writes into every run directory") from None
-    spec = component_spec(config["backbone"])
+    spec = config["backbone"]
     backbone = build_backbone(spec)
     weights_id = str(backbone.weights_id)
     tuned = provenance.get("finetune")
