@@ -370,8 +370,8 @@ def _run_row(config: Any, fold: int, run_dir: Path, label: str, *, out_dir: Path
     from affbench.train.trainer import train
 
     metrics_path = run_dir / "metrics.json"
-    same_config = _same_config(run_dir, config)
-    if metrics_path.is_file() and same_config and not force:
+    no_other_config = _holds_no_other_config(run_dir, config)
+    if metrics_path.is_file() and no_other_config and not force:
         metrics = _read_json(metrics_path)
         provenance = _read_json(run_dir / "data_provenance.json")
         if not quiet:
@@ -384,7 +384,7 @@ def _run_row(config: Any, fold: int, run_dir: Path, label: str, *, out_dir: Path
     data = window_data(config, fold=fold, quiet=quiet)  # the route train() takes when it is given no data
     t1 = time.perf_counter()
     # A run directory left by another config is retrained from scratch, never resumed or reported.
-    metrics = train(config, fold=fold, out_dir=out_dir, resume=same_config and not force, quiet=quiet,
+    metrics = train(config, fold=fold, out_dir=out_dir, resume=no_other_config and not force, quiet=quiet,
                     data=data)
     t2 = time.perf_counter()
     seconds = {"stages_1_2": round(t1 - t0, 3), "train": round(t2 - t1, 3)}
@@ -398,8 +398,9 @@ def _run_row(config: Any, fold: int, run_dir: Path, label: str, *, out_dir: Path
                        data_provenance=data.provenance)
 
 
-def _same_config(run_dir: Path, config: Any) -> bool:
-    """Whether `run_dir` was written by this resolved config (its config.resolved.yaml holds the same values)."""
+def _holds_no_other_config(run_dir: Path, config: Any) -> bool:
+    """Whether `run_dir` holds no run of another config: it has no config.resolved.yaml yet, or that file holds
+    this resolved config's values. Only then may the row be skipped or resumed from what the folder holds."""
     path = run_dir / "config.resolved.yaml"
     if not path.is_file():
         return True  # nothing there yet: a fresh run, which may resume its own last.pt

@@ -105,16 +105,16 @@ def test_progress_bars_are_named_by_what_they_do():
 
 
 def test_a_fine_tuned_extraction_builds_its_backbone_once(home, synth_root, monkeypatch):
-    import affbench.train.finetune as ft
+    import affbench.train.finetune as stage1
 
     built = []
-    build = ft.build_backbone
+    build = stage1.build_backbone
 
     def counting(spec):
         built.append(spec)
         return build(spec)
 
-    monkeypatch.setattr(ft, "build_backbone", counting)
+    monkeypatch.setattr(stage1, "build_backbone", counting)
     monkeypatch.setattr("affbench.train.extract.build_backbone", counting)
     config = tiny_config(synth_root)
     trained = extract_features(config, fold=0, quiet=True)

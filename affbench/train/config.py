@@ -542,7 +542,7 @@ def _check_values(config: Config) -> None:
             raise ConfigError(f"{config.where(path)}: {path}: must be {'>= 0' if allow_zero else '> 0'}, "
                               f"got {value}")
 
-    for path in ("train.epochs", "data.window", "data.stride", "data.folds", "finetune.batch_size", "extract.batch_size",
+    for path in ("train.epochs", "data.folds", "finetune.batch_size", "extract.batch_size",
                  "train.batch_size", "eval.batch_size", "train.checkpoint_every", "train.resampled_len", "train.threads",
                  "train.early_stopping", "eval.smoothing"):
         positive(path)
@@ -551,9 +551,7 @@ def _check_values(config: Config) -> None:
         positive(path, allow_zero=True)
     _check_dropouts(config)
     _check_device(config)
-    if config["data"]["stride"] > config["data"]["window"]:
-        raise ConfigError(f"{config.where('data.stride')}: data.stride: {config['data']['stride']} is larger "
-                          f"than data.window {config['data']['window']}; frames between windows would be skipped")
+    _check_windowing(config)
     fraction = config["train"]["select_fraction"]
     if not 0.0 < fraction < 1.0:
         raise ConfigError(f"{config.where('train.select_fraction')}: train.select_fraction: must be between 0 and 1 "
@@ -565,6 +563,18 @@ def _check_values(config: Config) -> None:
                                   "train.select is 'last'; use train.select inner (or validation)")
     if config["task"] is None:
         raise ConfigError(f"{config.where('task')}: task: required; one of va, expr, au (or {{name, options}})")
+
+
+def _check_windowing(config: Config) -> None:
+    """data.window and data.stride, by the rule of the module that cuts windows, reported at the line that set
+    the key at fault."""
+    from affbench.data.windows import check_window_stride
+
+    try:
+        check_window_stride(config["data"]["window"], config["data"]["stride"])
+    except ValueError as exc:
+        key = "data.window" if str(exc).startswith("window") else "data.stride"
+        raise ConfigError(f"{config.where(key)}: {key}: {exc}") from None
 
 
 def _check_device(config: Config) -> None:

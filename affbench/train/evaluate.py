@@ -27,7 +27,7 @@ from affbench.data.submission import OrderFile, parse_location, read_order_file,
 from affbench.data.windows import VideoPredictionMerger
 from affbench.devices import autocast, resolve_device
 from affbench.output import open_atomic
-from affbench.train import distributed as D
+from affbench.train import distributed
 
 SUBMISSION_NAMES = {"va": "VA_submission.txt", "expr": "EXPR_submission.txt", "au": "AU_submission.txt"}
 PREDICT_SPLITS = ("train", "validation", "test")
@@ -95,7 +95,7 @@ def run_windows(model: torch.nn.Module, windows: Iterable[dict[str, Any]], *, de
     finally:
         bar.close()
         model.train(was_training)
-    gathered = [item for part in D.all_gather_objects(mine) for item in part]
+    gathered = [item for part in distributed.all_gather_objects(mine) for item in part]
     # A fixed merge order makes the float sums independent of how windows were spread over ranks.
     gathered.sort(key=lambda item: (item[0], item[1]))
     merger = VideoPredictionMerger()
@@ -355,7 +355,7 @@ def _split_outputs(config: Any, model: torch.nn.Module, *, fold: int | None, spl
 
     data = window_data(config, fold=fold, quiet=quiet, data=data)
     shards = open_window_shards(config, data, split)
-    info = D.init_distributed()
+    info = distributed.init_distributed()
     return run_windows(model, shards.iter_windows(), device=next(model.parameters()).device,
                        batch_size=config["eval"]["batch_size"], amp=config["train"]["amp"], rank=info.rank,
                        world_size=info.world_size, quiet=quiet, total=len(shards))
@@ -379,8 +379,8 @@ def _test_outputs(config: Any, model: torch.nn.Module, *, fold: int | None, orde
     """Model outputs on the unlabelled videos `order` lists: features by the run's own backbone (stage 2, same
     cache; fine-tuned on the run's fold), whole videos through windows merged per frame."""
     from affbench.data.affwild2_layout import unlabelled_records
-    from affbench.data.window_shards import WindowShards
-    from affbench.train.extract import build_window_shards, extract_features
+    from affbench.data.window_shards import WindowShards, build_window_shards
+    from affbench.train.extract import extract_features
     from affbench.train.pipeline import expected_provenance
     from affbench.train.stage_inputs import load_stage_inputs
 
@@ -389,7 +389,7 @@ def _test_outputs(config: Any, model: torch.nn.Module, *, fold: int | None, orde
     features = extract_features(config, fold=fold, quiet=quiet, inputs=inputs, records=records)
     directory, _ = build_window_shards(config, inputs, features, "test", records=records, quiet=quiet)
     shards = WindowShards(directory, expect=expected_provenance(config))
-    info = D.init_distributed()
+    info = distributed.init_distributed()
     return run_windows(model, shards.iter_windows(), device=next(model.parameters()).device,
                        batch_size=config["eval"]["batch_size"], amp=config["train"]["amp"], rank=info.rank,
                        world_size=info.world_size, quiet=quiet, total=len(shards))
@@ -419,7 +419,7 @@ def predict(checkpoint: str | Path, out_dir: str | Path, *, config: Any = None, 
     values = {v: frame_values(model.task, outputs.outputs[v], smoothing=window) for v in outputs.videos}
     out_dir = Path(out_dir)
     result: dict[str, Any] = {"checkpoint": str(checkpoint), "split": split, "fold": fold, "smoothing": window}
-    if D.init_distributed().is_main:
+    if distributed.init_distributed().is_main:
         task = model.task
         csv_path = write_predictions_csv(task, outputs, values, out_dir / f"predictions.{split}.csv")
         sub_path = out_dir / SUBMISSION_NAMES.get(task.name, f"{task.name}_submission.txt")

@@ -31,7 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from affbench.output import write_bytes_atomic, write_manifest
-from affbench.train import distributed as D
+from affbench.train import distributed
 from affbench.train import feature_cache as cache
 from affbench.train.frame_batches import batch_to_input, frame_batches
 from affbench.train.multitask_labels import MultiTaskLabels
@@ -227,12 +227,12 @@ def finetune(config: Mapping[str, Any], *, fold: int | None, quiet: bool = False
     run = _FinetuneRun(config, inputs, frames, backbone, directory, quiet=quiet)
     history = run.train()
     if not run.info.is_main:  # rank 0 writes the weights and the manifest; the others return what it wrote
-        D.barrier()
-        manifest = D.broadcast_object(None)
+        distributed.barrier()
+        manifest = distributed.broadcast_object(None)
         return FinetuneResult(directory, weights_path, manifest["weights_id"], manifest, reused=False)
     manifest = run.save(key, weights_path, history)
-    D.barrier()
-    D.broadcast_object(manifest)
+    distributed.barrier()
+    distributed.broadcast_object(manifest)
     return FinetuneResult(directory, weights_path, manifest["weights_id"], manifest, reused=False)
 
 
@@ -247,14 +247,14 @@ class _FinetuneRun:
         self.options = options = config["finetune"]
         self.specs = finetune_task_specs(config)
         self.tasks_label = "+".join(s["name"] for s in self.specs)
-        with D.main_first():  # rank 0 writes the frame shards, the other ranks then find them
+        with distributed.main_first():  # rank 0 writes the frame shards, the other ranks then find them
             self.shards_dir = ensure_frame_shards(
                 frames.records, inputs.dataset, task=self.tasks_label, provenance=inputs.dataset_provenance,
                 selection={"stage": "finetune", "fold": frames.fold, "max_frames": options["max_frames"],
                            "seed": int(options["seed"]), "labels": frames.labels.describe()},
                 stamps=inputs.stamps_digest(frames.records), quiet=quiet,
             )
-        self.info = D.init_distributed(config["device"])  # one process, or this rank of torchrun's group
+        self.info = distributed.init_distributed(config["device"])  # one process, or this rank of torchrun's group
         self.device = self.info.device
         head = _new_head(int(backbone.out_dim), int(frames.labels.out_dim))
         self.model = BackboneWithHead({"backbone": backbone, "head": head}).to(self.device)
@@ -350,7 +350,7 @@ def rank_batch_size(config: Mapping[str, Any], world_size: int) -> int:
 
 def _data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
     """`model` wrapped in DistributedDataParallel under torchrun, else `model` itself."""
-    if not D.is_distributed():
+    if not distributed.is_distributed():
         return model
     return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
@@ -386,7 +386,7 @@ def _train_epoch(model: nn.ModuleDict, task: MultiTaskLabels, optimizer: torch.o
         while True:
             batch = next(batches, None)
             # Every rank takes the same number of steps (the smallest rank's): none waits on a step alone.
-            if not D.all_ranks_have(batch is not None, device):
+            if not distributed.all_ranks_have(batch is not None, device):
                 break
             images = batch_to_input(batch["image"], preprocess, device)
             labels = batch["labels"].to(device, non_blocking=True)
@@ -394,7 +394,7 @@ def _train_epoch(model: nn.ModuleDict, task: MultiTaskLabels, optimizer: torch.o
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 pred = model(images)
             # The loss of the global batch (1 - CCC is a statistic of the whole batch, not a mean over frames).
-            pred, labels, valid = D.gather_batch(pred.float(), labels, valid)
+            pred, labels, valid = distributed.gather_batch(pred.float(), labels, valid)
             loss = task.loss(pred, labels, valid)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

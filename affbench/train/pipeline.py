@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from affbench.data.records import VideoRecord
-from affbench.train import distributed as D
+from affbench.data.window_shards import build_window_shards
+from affbench.train import distributed
 from affbench.train.config import Config, ConfigError, as_config
-from affbench.train.extract import build_window_shards, extract_features
+from affbench.train.extract import extract_features
 from affbench.train.stage_inputs import StageInputs, load_stage_inputs
 
 SPLITS = ("train", "validation")
@@ -78,7 +79,7 @@ def window_data(config: Config, *, fold: int | None, quiet: bool, data: WindowDa
     if data is not None:
         return data
     # Under torchrun every rank takes part: stage 1 is data-parallel, stage 2 shares the videos out.
-    return prepare_window_shards(config, fold=fold, quiet=quiet or not D.init_distributed().is_main)
+    return prepare_window_shards(config, fold=fold, quiet=quiet or not distributed.init_distributed().is_main)
 
 
 def build_model(config: Config, feature_dim: int):
@@ -121,8 +122,8 @@ def prepare_window_shards(config: Mapping[str, Any] | str | Path, *, fold: int |
     """Fine-tune (if enabled), extract and cut windows for `fold` (None: official split), reusing caches."""
     config = as_config(config)
     started = time.perf_counter()
-    D.init_distributed(config["device"])  # under torchrun the ranks share stages 1 and 2 out
-    with D.main_first():  # rank 0 first: a dataset generated on first use is generated once
+    distributed.init_distributed(config["device"])  # under torchrun the ranks share stages 1 and 2 out
+    with distributed.main_first():  # rank 0 first: a dataset generated on first use is generated once
         inputs = load_stage_inputs(config, fold)
     selection = selection_spec(config, inputs)  # before any stage runs: too few videos fail at once
     features = extract_features(config, fold=fold, quiet=quiet, inputs=inputs)
@@ -131,7 +132,7 @@ def prepare_window_shards(config: Mapping[str, Any] | str | Path, *, fold: int |
     for split, records in stage3_records(config, inputs).items():
         # The validation shards do not depend on the selection: every mode shares them.
         shaped = selection if split != "validation" else None
-        with D.main_first():  # rank 0 writes the window shards; the other ranks find them complete
+        with distributed.main_first():  # rank 0 writes the window shards; the other ranks find them complete
             dirs[split], manifests[split] = build_window_shards(config, inputs, features, split, quiet=quiet,
                                                                 records=records, selection=shaped)
     fold_manifest = {

@@ -78,6 +78,6 @@ def _extract(args: argparse.Namespace) -> int:
 
 def _is_main() -> bool:
     """Whether this process prints: the only one, or rank 0 under torchrun."""
-    from affbench.train import distributed as D
+    from affbench.train import distributed
 
-    return D.rank() == 0
+    return distributed.rank() == 0
