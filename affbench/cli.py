@@ -1,7 +1,10 @@
 """The `affbench` command: a thin layer over the Python API.
 
 Each subcommand group lives next to the code it drives; this module only assembles them. A module listed in
-CLI_MODULES defines ``add_commands(subparsers)`` and sets ``func(args) -> int`` on its parsers.
+CLI_MODULES defines ``add_commands(subparsers)`` and sets ``func(args) -> int`` on its parsers. Plugins add
+commands through the ``affbench_register_commands`` hook; plugins are loaded for them only when the command
+line names a command the core lacks, so ``affbench --help`` and the core commands never import a plugin (a
+group's help lists the core subcommands; ``affbench list`` names what each plugin registers).
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ CLI_MODULES = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser, with every subcommand module's commands."""
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser with every core command, and the plugins' commands unless `argv` (the command line
+    it is built for) stays within the core ones."""
     from affbench import __version__
     from affbench.cli_support import add_quiet_argument
 
@@ -39,7 +43,54 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in CLI_MODULES:
         importlib.import_module(module).add_commands(subparsers)
+    if argv is None or _reaches_past_core(subparsers, argv):
+        add_plugin_commands(subparsers)
     return parser
+
+
+def _group_of(parser: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
+    return next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+
+
+def _reaches_past_core(subparsers: argparse._SubParsersAction, argv: list[str]) -> bool:
+    """Whether the command line names a command the core parser lacks (options and their values come after the
+    command words)."""
+    group = subparsers
+    for word in (a for a in argv if not a.startswith("-")):
+        if word not in group.choices:
+            return True
+        group = _group_of(group.choices[word])
+        if group is None:
+            return False
+    return False
+
+
+def add_plugin_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add every plugin's commands (``affbench_register_commands``) under the top-level `subparsers`."""
+    import affbench
+    from affbench.cli_support import reporting_input_errors
+
+    def register(path: str, setup, help: str) -> None:
+        *groups, name = str(path).split()
+        target = subparsers
+        for word in groups:
+            target = _group_of(target.choices[word]) if word in target.choices else None
+            if target is None:
+                raise affbench.PluginError(f"command '{path}': '{word}' is not a command group")
+        if name in target.choices:
+            raise affbench.PluginError(f"command '{path}' exists already")
+        parser = target.add_parser(name, help=help, description=help)
+        setup(parser)
+        func = parser.get_default("func")
+        if func is None:
+            raise affbench.PluginError(f"command '{path}': setup(parser) must set func with parser.set_defaults")
+        parser.set_defaults(func=reporting_input_errors(f"affbench {path}", func))
+        if target.metavar:  # a group that lists its subcommands shows the new one too
+            target.metavar = "{" + ",".join(target.choices) + "}"
+
+    registry = affbench.get_registry()
+    registry.load()
+    registry.pm.hook.affbench_register_commands(register=register)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     # machine (2 threads ran a backbone 10x slower than 1 with one core busy elsewhere); passive waiting does
     # not. A value the user set wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -5,8 +5,8 @@ A run folder's ``predictions.validation.csv`` holds, per frame, the values the r
 existed get their labels from the validation window shards named in ``data_provenance.json`` instead, the
 shards the run was validated on.
 
-``TASK_SCORING`` says, for the three ABAW tasks, which additive statistics one video contributes (CCC sums per
-VA dimension; tp/fp/fn per class or AU) and how the table's scores follow from them, so that
+A task's ``scoring`` (affbench.task_contract) says which additive statistics one video contributes (CCC sums
+per dimension; tp/fp/fn per class or label) and how the table's scores follow from them, so that
 ``score(sum of video statistics)`` equals the task's own metric on the concatenated frames.
 """
 
@@ -21,12 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from affbench import metrics as abaw
+from affbench import task_contract as contract
 
 PREDICTIONS_FILE = "predictions.validation.csv"
-PRED_COLUMNS = {"va": ("valence", "arousal"), "expr": ("expression",), "au": abaw.AU_NAMES}
 
 
-def _mean_f1(counts: np.ndarray) -> np.ndarray:
+def mean_f1(counts: np.ndarray) -> np.ndarray:
+    """Mean F1 over the last-but-one axis of [..., K, 3] (tp, fp, fn) counts."""
     return abaw.f1_from_counts(counts).mean(axis=-1)
 
 
@@ -36,17 +37,6 @@ class TaskScoring:
 
     stats: Callable[[np.ndarray, np.ndarray], np.ndarray]  # (pred [n, P], true [n, P]) of scored frames
     scores: Mapping[str, Callable[[np.ndarray], np.ndarray]]  # statistics [..., *shape] -> [...]
-
-
-TASK_SCORING = {
-    "va": TaskScoring(
-        lambda p, t: np.stack([abaw.ccc_sums(p[:, i], t[:, i]) for i in range(2)]),
-        {"valence": lambda s: abaw.ccc_from_sums(s[..., 0, :]),
-         "arousal": lambda s: abaw.ccc_from_sums(s[..., 1, :]),
-         "mean": lambda s: abaw.ccc_from_sums(s).mean(axis=-1)}),
-    "expr": TaskScoring(lambda p, t: abaw.class_counts(p[:, 0], t[:, 0], len(abaw.EXPR_CLASSES)), {"f1": _mean_f1}),
-    "au": TaskScoring(abaw.binary_counts, {"f1": _mean_f1}),
-}
 
 
 @dataclass
@@ -60,16 +50,25 @@ class RunFrames:
 
     def video_stats(self, keep: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """video -> the task's statistics over its scored frames (also where `keep` [n] is True)."""
-        scoring = TASK_SCORING[self.task]
+        scoring = task_scoring(self.task)
         out = {}
         for video, scored in self.scored.items():
             rows = scored if keep is None else scored & keep[video]
             out[video] = scoring.stats(self.pred[video][rows], self.true[video][rows])
         return out
 
+    def scored_labels(self) -> dict[str, np.ndarray]:
+        """video -> the labels [k, P] of its scored frames."""
+        return {v: self.true[v][self.scored[v]] for v in self.true}
+
     def labels_only(self, pred: Mapping[str, np.ndarray]) -> RunFrames:
         """The same frames and labels with other predictions (video -> [n, P]): how references are scored."""
         return RunFrames(self.task, dict(pred), self.true, self.scored)
+
+
+def task_scoring(task: str) -> TaskScoring | None:
+    """The per-video statistics the task `task` declares (None: its runs cannot be rescored frame by frame)."""
+    return contract.scoring(contract.task_named(task))
 
 
 def common_frames(a: RunFrames, b: RunFrames) -> dict[str, np.ndarray]:
@@ -133,17 +132,16 @@ def _window_shard_labels(run_dir: str | Path) -> dict[str, tuple[np.ndarray, np.
 
 
 def read_run_frames(run_dir: str | Path | None, task: str) -> RunFrames | None:
-    """The scored frames of a run of `task` (va, expr, au); None when its predictions or labels are missing."""
-    if run_dir is None or task not in TASK_SCORING:
+    """The scored frames of a run of `task`; None when its predictions or labels are missing, or the task
+    declares no per-video scoring."""
+    if run_dir is None or task_scoring(task) is None:
         return None
     preds = read_predictions(run_dir)
     labels = validation_labels(run_dir)
-    columns = PRED_COLUMNS[task]
+    checker = contract.task_named(task)  # the task's own columns and rule for a usable label row
+    columns = contract.prediction_columns(checker)
     if not preds or set(preds) != set(labels) or not all(c in preds[v] for v in preds for c in columns):
         return None
-    from affbench import create
-
-    checker = create("task", task)  # the task's own rule for a usable label row
     pred, true, scored = {}, {}, {}
     for video, cols in preds.items():
         values = np.stack([cols[c] for c in columns], axis=1)

@@ -41,7 +41,8 @@ def affbench_register_tasks(register):
 
     ``register(name, factory)``: ``factory(**options)`` returns a task module with ``label_names``, ``out_dim``,
     ``label_dim``, ``loss(pred, target, valid)``, ``metrics(values, target)``, ``primary_metric``,
-    ``postprocess(pred)`` (submission values) and ``probabilities(pred)``.
+    ``postprocess(pred)`` (submission values) and ``probabilities(pred)``; the optional attributes of
+    :mod:`affbench.task_contract` (post-processing, submission format, report columns, references, plots).
     """
 
 
@@ -56,4 +57,15 @@ def affbench_register_datasets(register):
 
     ``register(name, factory)``: ``factory(**options)`` returns an object with ``name``, ``image_root``,
     ``videos(task, split) -> list[VideoRecord]`` and ``provenance() -> dict``.
+    """
+
+
+@hookspec
+def affbench_register_commands(register):
+    """Register command-line subcommands.
+
+    ``register(path, setup, help)``: ``path`` is a new top-level command (``"mytool"``) or a subcommand of a
+    command group (``"data synth"``); ``setup(parser)`` adds its arguments and sets ``func(args) -> int`` with
+    ``parser.set_defaults``. Input errors it raises (ValueError, FileNotFoundError, ...) print one line and exit 2,
+    as the built-in commands' do. Keep the plugin module light: it is imported to build the parser.
     """

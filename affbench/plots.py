@@ -1,12 +1,15 @@
 """PNG plots of a suite (matplotlib, Agg backend: no display needed), each answering one question.
 
-* ``va_traces.png``: how do the predictions follow the labels? Predicted vs true valence and arousal of the
-  longest validation videos, for the main row and the best other row, each panel titled with the video's CCC
-  of both; frames without a face are shaded;
-* ``expr_confusion.png``: which expressions are confused? The main row's confusion matrix, each row normalised
-  by its true class (the colour bar says so), the frame counts printed; a class without frames is labelled;
-* ``au_f1.png``: which AUs are learnt? Per-AU F1 of every row (a bar at 0 is marked, so it never looks
-  missing) against the all-AUs-on reference 2p / (1 + p) of each AU;
+Each task declares the plots that suit it (``plots`` in affbench.task_contract); the built-in ones:
+
+* ``<task>_traces.png`` (continuous outputs, e.g. VA): how do the predictions follow the labels? Predicted vs
+  true values of the longest validation videos, for the main row and the best other row, each panel titled
+  with the video's CCC of both; frames without a face are shaded;
+* ``<task>_confusion.png`` (classes, e.g. EXPR): which classes are confused? The main row's confusion matrix,
+  each row normalised by its true class (the colour bar says so), the frame counts printed; a class without
+  frames is labelled;
+* ``<task>_f1.png`` (multi-label, e.g. AU): which labels are learnt? Per-label F1 of every row (a bar at 0 is
+  marked, so it never looks missing) against the all-labels-on reference 2p / (1 + p) of each label;
 * ``training_curves.png``: did training converge, and which epoch was kept? Training loss and the selecting
   split's score per epoch, the selected epoch marked, and the validation score reported for it apart;
 * ``intervals.png``: do rows differ? One panel per task, every row's value with its 95 % interval, the
@@ -28,17 +31,20 @@ from typing import Any
 import numpy as np
 
 from affbench import metrics as abaw
+from affbench import task_contract as contract
 from affbench.frame_stats import read_predictions, read_run_frames, validation_labels
+from affbench.report_numbers import tasks_of
 
 log = logging.getLogger("affbench.plots")
 
-EXPR_CLASSES = abaw.EXPR_CLASSES
-AU_NAMES = abaw.AU_NAMES
 TRACE_VIDEOS = 3
 DPI = 90
-# The score each task's runs are selected on, as metrics.json / metrics.csv name it, and its axis label.
-PRIMARY = {"va": ("mean", "mean CCC (valence, arousal)"), "expr": ("f1", "macro F1 (8 classes)"),
-           "au": ("f1", "mean F1 (12 AUs)")}
+
+
+def _primary(task: str) -> tuple[str, str]:
+    """The score a task's runs are selected on, as metrics.json / metrics.csv name it, and its axis label."""
+    spec = contract.task_named(task)
+    return spec.primary_metric, contract.metric_label(spec)
 SELECTION_SPLITS = {"inner": ("selection_", "selection split (held-out training videos)"),
                     "validation": ("val_", "validation (the reported frames)")}
 
@@ -66,7 +72,7 @@ def _first_run(runs: Sequence[Mapping[str, Any]], name: str | None, task: str) -
 
 def _best_other_run(runs: Sequence[Mapping[str, Any]], main: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The other row's run on the main run's fold and seed with the best primary validation score."""
-    key = PRIMARY[main["task"]][0]
+    key = _primary(main["task"])[0]
     others = [r for r in runs if r["task"] == main["task"] and r["name"] != main["name"] and r.get("run_dir")
               and r["fold"] == main["fold"] and r.get("seed") == main.get("seed")
               and isinstance((r.get("metrics") or {}).get(key), (int, float))]
@@ -84,15 +90,18 @@ def _video_ccc(pred: np.ndarray, true: np.ndarray, scored: np.ndarray) -> float 
     return abaw.ccc(pred[scored], true[scored]) if scored.any() else None
 
 
-def plot_va_traces(run: Mapping[str, Any], path: Path, *, compare: Mapping[str, Any] | None = None,
-                   videos: int = TRACE_VIDEOS) -> Path | None:
-    """Predicted vs true valence/arousal of the longest validation videos of one VA run (and of `compare`,
-    another row's run on the same fold), each panel titled with the video's CCC of each row."""
-    frames = read_run_frames(run["run_dir"], "va")
+def plot_traces(run: Mapping[str, Any], path: Path, *, compare: Mapping[str, Any] | None = None,
+                videos: int = TRACE_VIDEOS) -> Path | None:
+    """Predicted vs true values of the longest validation videos of one run of a continuous task (and of
+    `compare`, another row's run on the same fold), each panel titled with the video's CCC of each row."""
+    task = contract.task_named(run["task"])
+    frames = read_run_frames(run["run_dir"], run["task"])
     if frames is None:
         return None
+    dims = contract.prediction_columns(task)
+    low, high = getattr(task, "value_range", None) or (None, None)
     shown_runs = [(run, frames)]
-    if compare is not None and (other := read_run_frames(compare["run_dir"], "va")) is not None:
+    if compare is not None and (other := read_run_frames(compare["run_dir"], run["task"])) is not None:
         shown_runs.append((compare, other))
     faces = {v: cols.get("face") for v, cols in read_predictions(run["run_dir"]).items()}
     shown = sorted(frames.true, key=lambda v: -len(frames.true[v]))[:videos]
@@ -100,12 +109,12 @@ def plot_va_traces(run: Mapping[str, Any], path: Path, *, compare: Mapping[str, 
         return None
     plt = _pyplot()
     colours = ("tab:red", "tab:blue")
-    fig, axes = plt.subplots(len(shown), 2, figsize=(12, 2.8 * len(shown)), squeeze=False)
+    fig, axes = plt.subplots(len(shown), len(dims), figsize=(6 * len(dims), 2.8 * len(shown)), squeeze=False)
     for row, video in enumerate(shown):
         true, scored = frames.true[video], frames.scored[video]
         x = np.arange(1, len(true) + 1)
         face = faces.get(video)
-        for col, dim in enumerate(("valence", "arousal")):
+        for col, dim in enumerate(dims):
             ax = axes[row][col]
             if face is not None:
                 for i, (a, b) in enumerate(_spans(face == 0)):
@@ -118,7 +127,9 @@ def plot_va_traces(run: Mapping[str, Any], path: Path, *, compare: Mapping[str, 
                 ax.plot(x, f.pred[video][:, col], color=colour, linewidth=1.0, label=r["name"])
                 value = _video_ccc(f.pred[video][:, col], true[:, col], f.scored[video])
                 parts.append(f"{r['name']} {'—' if value is None else f'{value:.2f}'}")
-            ax.set_ylim(-1.05, 1.05)
+            if low is not None:
+                margin = 0.025 * (high - low)
+                ax.set_ylim(low - margin, high + margin)
             ax.set_title(f"{video}: {dim}  (CCC {', '.join(parts)})", fontsize=9)
             ax.set_xlabel("frame")
             ax.set_ylabel(dim)
@@ -130,79 +141,84 @@ def plot_va_traces(run: Mapping[str, Any], path: Path, *, compare: Mapping[str, 
     return _save(fig, path)
 
 
-def expr_confusion(run: Mapping[str, Any]) -> np.ndarray | None:
-    """int [8, 8] confusion matrix (rows true, columns predicted) over valid frames of one EXPR run."""
+def confusion(run: Mapping[str, Any]) -> np.ndarray | None:
+    """int [K, K] confusion matrix (rows true, columns predicted) over valid frames of one run of a class task."""
+    task = contract.task_named(run["task"])
+    classes, (column,) = task.label_names, contract.prediction_columns(task)
     preds = read_predictions(run["run_dir"])
     labels = validation_labels(run["run_dir"])
-    matrix = np.zeros((len(EXPR_CLASSES), len(EXPR_CLASSES)), dtype=np.int64)
+    matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
     found = False
     for video, cols in preds.items():
         if video not in labels:
             continue
         true, valid = labels[video]
-        pred = cols["expression"].astype(np.int64)
+        pred = cols[column].astype(np.int64)
         keep = valid & (true[:, 0] >= 0)
         np.add.at(matrix, (true[keep, 0].astype(np.int64), pred[keep]), 1)
         found = found or bool(keep.any())
     return matrix if found else None
 
 
-def plot_expr_confusion(run: Mapping[str, Any], path: Path) -> Path | None:
-    """The expression confusion matrix of one EXPR run, normalised per true class."""
-    matrix = expr_confusion(run)
+def plot_confusion(run: Mapping[str, Any], path: Path) -> Path | None:
+    """The confusion matrix of one run of a class task, normalised per true class."""
+    matrix = confusion(run)
     if matrix is None:
         return None
+    classes = contract.task_named(run["task"]).label_names
     plt = _pyplot()
     totals = matrix.sum(axis=1)
     norm = matrix / np.maximum(totals[:, None], 1)
     fig, ax = plt.subplots(figsize=(7.6, 5.8), layout="constrained")  # room for the long class labels
     image = ax.imshow(np.where(totals[:, None] > 0, norm, np.nan), cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(EXPR_CLASSES)), EXPR_CLASSES, rotation=45, ha="right")
-    ax.set_yticks(range(len(EXPR_CLASSES)),
-                  [f"{c} (n={n})" if n else f"{c} (no frames)" for c, n in zip(EXPR_CLASSES, totals, strict=True)])
-    for i in range(len(EXPR_CLASSES)):
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)),
+                  [f"{c} (n={n})" if n else f"{c} (no frames)" for c, n in zip(classes, totals, strict=True)])
+    for i in range(len(classes)):
         if totals[i] == 0:
-            ax.text(3.5, i, "no frames of this class in the validation split", ha="center", va="center",
+            ax.text((len(classes) - 1) / 2, i, "no frames of this class in the validation split", ha="center", va="center",
                     fontsize=8, color="0.3", style="italic")
             continue
-        for j in range(len(EXPR_CLASSES)):
+        for j in range(len(classes)):
             ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7,
                     color="white" if norm[i, j] > 0.5 else "black")
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class (frames)")
-    ax.set_title(f"{run['name']} fold {run['fold']}: expression confusion (frame counts)")
+    ax.set_title(f"{run['name']} fold {run['fold']}: {run['task']} confusion (frame counts)")
     bar = fig.colorbar(image, ax=ax, fraction=0.046)
     bar.set_label("fraction of true class")
     return _save(fig, path)
 
 
-def all_on_reference(runs: Sequence[Mapping[str, Any]]) -> np.ndarray | None:
-    """[12] the all-AUs-on F1 per AU (2p / (1 + p)), mean over the folds of the AU runs' scored frames."""
-    from affbench.references import all_aus_on_f1
+def all_on_reference(runs: Sequence[Mapping[str, Any]], task: str) -> np.ndarray | None:
+    """[K] the all-labels-on F1 per label (2p / (1 + p)), mean over the folds of the task's runs' scored frames."""
+    from affbench.references import all_labels_on_f1
 
     per_fold = {}
     for run in runs:
-        if run["task"] == "au" and run.get("run_dir") and run["fold"] not in per_fold:
-            frames = read_run_frames(run["run_dir"], "au")
+        if run["task"] == task and run.get("run_dir") and run["fold"] not in per_fold:
+            frames = read_run_frames(run["run_dir"], task)
             if frames is not None:
-                per_fold[run["fold"]] = all_aus_on_f1(frames)
+                per_fold[run["fold"]] = all_labels_on_f1(frames)
     return np.mean(list(per_fold.values()), axis=0) if per_fold else None
 
 
-def plot_au_f1(runs: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
-    """Grouped bars: per-AU F1 of each row, mean over its runs, with the all-AUs-on reference per AU."""
+def plot_label_f1(runs: Sequence[Mapping[str, Any]], task: str, path: Path) -> Path | None:
+    """Grouped bars: per-label F1 (metrics ``f1_<label>``) of each row of a multi-label task, mean over its
+    runs, with the all-labels-on reference per label."""
+    labels = contract.task_named(task).label_names
     rows: dict[str, list[list[float]]] = {}
     for run in runs:
         metrics = run.get("metrics") or {}
-        if run["task"] != "au" or not all(f"f1_{au}" in metrics for au in AU_NAMES):
+        if run["task"] != task or not all(f"f1_{label}" in metrics for label in labels):
             continue
-        rows.setdefault(run["name"], []).append([float(metrics[f"f1_{au}"]) for au in AU_NAMES])
+        rows.setdefault(run["name"], []).append([float(metrics[f"f1_{label}"]) for label in labels])
     if not rows:
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(12, 4.4))
     width = 0.8 / len(rows)
-    x = np.arange(len(AU_NAMES))
+    x = np.arange(len(labels))
     zero_marked = False
     for i, (name, values) in enumerate(rows.items()):
         mean = np.mean(values, axis=0)
@@ -214,17 +230,17 @@ def plot_au_f1(runs: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
                     color=bars.patches[0].get_facecolor(), markeredgecolor="black", markeredgewidth=0.5,
                     label="F1 = 0" if not zero_marked else None)
             zero_marked = True
-    reference = all_on_reference(runs)
+    reference = all_on_reference(runs, task)
     if reference is not None:
         ax.hlines(reference, x - 0.45, x + 0.45, colors="black", linestyles="--", linewidth=1.1,
-                  label="ref: all AUs on, 2p/(1+p)")
-    ax.set_xticks(x, AU_NAMES)
-    ax.set_xlim(-0.6, len(AU_NAMES) - 0.4)
+                  label="ref: all labels on, 2p/(1+p)")
+    ax.set_xticks(x, labels)
+    ax.set_xlim(-0.6, len(labels) - 0.4)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("action unit")
+    ax.set_xlabel(f"{task} label")
     ax.set_ylabel("F1 (validation)")
-    ax.set_title("per-AU F1 of each row (mean over runs); dashed: every AU predicted on, p = its rate on the "
-                 "scored frames", fontsize=10)
+    ax.set_title(f"{task}: per-label F1 of each row (mean over runs); dashed: every label predicted on, p = its "
+                 "rate on the scored frames", fontsize=10)
     ax.legend(fontsize=7, ncol=min(len(rows) + 2, 7), loc="upper left")
     fig.tight_layout()
     return _save(fig, path)
@@ -243,7 +259,7 @@ def plot_training_curves(runs: Sequence[Mapping[str, Any]], path: Path) -> Path 
     line per row; the selected epoch is starred and the validation score reported for it drawn apart."""
     from affbench.report_numbers import selection_mode
 
-    tasks = [t for t in ("va", "expr", "au") if any(r["task"] == t for r in runs)]
+    tasks = tasks_of(runs)
     curves: dict[str, dict[str, tuple[Mapping[str, Any], list[dict[str, float]]]]] = {t: {} for t in tasks}
     for task in tasks:
         for name in dict.fromkeys(r["name"] for r in runs if r["task"] == task):
@@ -258,7 +274,7 @@ def plot_training_curves(runs: Sequence[Mapping[str, Any]], path: Path) -> Path 
     fig, axes = plt.subplots(2, len(tasks), figsize=(5.2 * len(tasks), 7.4), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for col, task in enumerate(tasks):
-        key, label = PRIMARY[task]
+        key, label = _primary(task)
         loss_ax, score_ax = axes[0][col], axes[1][col]
         splits = set()
         for i, (name, (run, history)) in enumerate(curves[task].items()):
@@ -300,17 +316,16 @@ def plot_training_curves(runs: Sequence[Mapping[str, Any]], path: Path) -> Path 
     return _save(fig, path)
 
 
-INTERVAL_PANELS = (("va", "mean", "VA (mean CCC)"), ("expr", "f1", "Expr (macro F1)"), ("au", "f1", "AU (mean F1)"))
-
-
 def plot_intervals(numbers: Any, path: Path) -> Path | None:
-    """Table 2 as a picture: per task, each row's value and 95 % interval; references as vertical lines."""
-    panels = [p for p in INTERVAL_PANELS if any(numbers.cell(r, p[0], p[1]) for r in numbers.rows())]
+    """Table 2 as a picture: per column, each row's value and 95 % interval; references as vertical lines."""
+    from affbench.output import fixed
+    from affbench.references import REFERENCES, reference_title
+    from affbench.report_numbers import row_label, table_columns
+
+    panels = [p for p in table_columns([s.run for s in numbers.scores], "report")
+              if any(numbers.cell(r, p[0], p[1]) for r in numbers.rows())]
     if not panels:
         return None
-    from affbench.output import fixed
-    from affbench.references import REFERENCE_NAMES, REFERENCES
-    from affbench.report_numbers import row_label
 
     plt = _pyplot()
     rows = numbers.rows()
@@ -330,10 +345,10 @@ def plot_intervals(numbers: Any, path: Path) -> Path | None:
             cell = numbers.reference_cell(ref, task, metric)
             if cell is not None:
                 ax.axvline(cell.mean, color="tab:red", linestyle=style, linewidth=1.2,
-                           label=f"ref: {REFERENCE_NAMES[(task, ref)]} ({fixed(cell.mean)})")
+                           label=f"ref: {reference_title(task, ref)} ({fixed(cell.mean)})")
         ax.set_yticks(range(len(rows)), [row_label(numbers, r) for r in rows])
         ax.set_ylim(len(rows) - 0.5, -0.5)
-        ax.set_title(title)
+        ax.set_title(f"{title} ({metric})")
         ax.grid(axis="x", alpha=0.3)
         if ax.get_legend_handles_labels()[0]:  # below the panel, never over a row
             ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
@@ -351,13 +366,15 @@ def write_plots(runs: Sequence[Mapping[str, Any]], out_dir: str | Path, *, main:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path | None] = []
-    va_run = _first_run(runs, main, "va") or _first_run(runs, None, "va")
-    if va_run:
-        written.append(plot_va_traces(va_run, out_dir / "va_traces.png", compare=_best_other_run(runs, va_run)))
-    expr_run = _first_run(runs, main, "expr") or _first_run(runs, None, "expr")
-    if expr_run:
-        written.append(plot_expr_confusion(expr_run, out_dir / "expr_confusion.png"))
-    written.append(plot_au_f1(runs, out_dir / "au_f1.png"))
+    for task in tasks_of(runs):
+        kinds = contract.plots(contract.task_named(task))
+        shown = _first_run(runs, main, task) or _first_run(runs, None, task)
+        if "traces" in kinds and shown:
+            written.append(plot_traces(shown, out_dir / f"{task}_traces.png", compare=_best_other_run(runs, shown)))
+        if "confusion" in kinds and shown:
+            written.append(plot_confusion(shown, out_dir / f"{task}_confusion.png"))
+        if "per_label_f1" in kinds:
+            written.append(plot_label_f1(runs, task, out_dir / f"{task}_f1.png"))
     written.append(plot_training_curves(runs, out_dir / "training_curves.png"))
     if numbers is not None:
         written.append(plot_intervals(numbers, out_dir / "intervals.png"))

@@ -2,7 +2,8 @@
 
 Each reference uses only the statistics of the fold's TRAINING labels (the ``label_stats`` of the training window
 shards' manifest) and is scored on the fold's validation frames, with the same per-video statistics as a run, so
-it gets its bootstrap interval on the same draws:
+it gets its bootstrap interval on the same draws. Each task declares its own (``references`` in
+affbench.task_contract, with the mechanisms below); the built-in ones:
 
 * ``constant``: VA the training mean (valence, arousal) as a constant (CCC of a constant is 0: the reference
   says how far a row is from knowing nothing); EXPR the single class whose constant prediction gives the best
@@ -25,17 +26,20 @@ from typing import Any
 import numpy as np
 
 from affbench import metrics as abaw
-from affbench.frame_stats import TASK_SCORING, RunFrames
+from affbench import task_contract as contract
+from affbench.frame_stats import RunFrames
 
 REFERENCES = ("constant", "prior")
-# (task, reference) -> what the reference predicts, as the tables name it.
-REFERENCE_NAMES = {
-    ("va", "constant"): "constant mean",
-    ("expr", "constant"): "best constant class",
-    ("expr", "prior"): "class prior",
-    ("au", "constant"): "all AUs on",
-    ("au", "prior"): "AU prior",
-}
+
+
+def reference_title(task: str, name: str) -> str:
+    """What reference `name` of `task` predicts, as the tables name it (from the task's reference_names)."""
+    return contract.reference_names(contract.task_named(task))[name]
+
+
+def selected_on_scored(task: str, name: str) -> bool:
+    """Whether the reference is chosen on the frames it is scored on (an optimistic reference)."""
+    return name in tuple(getattr(contract.task_named(task), "references_selected_on_scored", ()) or ())
 
 
 @dataclass
@@ -49,7 +53,7 @@ class Reference:
 
     @property
     def title(self) -> str:
-        return REFERENCE_NAMES[(self.task, self.name)]
+        return reference_title(self.task, self.name)
 
 
 def training_label_stats(run_dir: str | Path | None) -> dict[str, Any] | None:
@@ -67,7 +71,7 @@ def training_label_stats(run_dir: str | Path | None) -> dict[str, Any] | None:
     return json.loads(manifest.read_text(encoding="utf-8")).get("label_stats")
 
 
-def _column_rates(label_stats: Mapping[str, Any], n_values: int) -> np.ndarray:
+def column_rates(label_stats: Mapping[str, Any], n_values: int) -> np.ndarray:
     """[columns, n_values]: the training frequency of each value 0..n_values-1 in each label column."""
     rows = []
     for col, entry in enumerate(label_stats.get("columns") or []):
@@ -81,7 +85,7 @@ def _column_rates(label_stats: Mapping[str, Any], n_values: int) -> np.ndarray:
     return np.array(rows)
 
 
-def _expected_counts(true: np.ndarray, rate: np.ndarray) -> np.ndarray:
+def expected_counts(true: np.ndarray, rate: np.ndarray) -> np.ndarray:
     """[K, 3] expected (tp, fp, fn) when each of K one-vs-rest columns of `true` [n, K] (0/1) is predicted 1
     with probability rate[k], independently of the frame."""
     pos = true.sum(axis=0)
@@ -89,50 +93,24 @@ def _expected_counts(true: np.ndarray, rate: np.ndarray) -> np.ndarray:
     return np.stack([pos * rate, neg * rate, pos * (1.0 - rate)], axis=-1)
 
 
-def _constant(frames: RunFrames, value: np.ndarray) -> dict[str, np.ndarray]:
+def constant_stats(frames: RunFrames, value: np.ndarray) -> dict[str, np.ndarray]:
     """Per-video statistics of predicting `value` [P] on every frame."""
     pred = {v: np.broadcast_to(np.asarray(value, np.float64), t.shape) for v, t in frames.true.items()}
     return frames.labels_only(pred).video_stats()
 
 
-def all_aus_on(frames: RunFrames) -> dict[str, np.ndarray]:
-    """Per-video statistics of predicting every AU on every frame (the AU ``constant`` reference)."""
-    return _constant(frames, np.ones(len(abaw.AU_NAMES)))
+def all_labels_on(frames: RunFrames) -> dict[str, np.ndarray]:
+    """Per-video statistics of predicting every label of a multi-label task on every frame."""
+    return constant_stats(frames, np.ones(next(iter(frames.true.values())).shape[1]))
 
 
-def all_aus_on_f1(frames: RunFrames) -> np.ndarray:
-    """[12] each AU's F1 when it is predicted on everywhere: 2p / (1 + p), p its rate on the scored frames."""
-    return abaw.f1_from_counts(sum(all_aus_on(frames).values()))
+def all_labels_on_f1(frames: RunFrames) -> np.ndarray:
+    """[K] each label's F1 when it is predicted on everywhere: 2p / (1 + p), p its rate on the scored frames."""
+    return abaw.f1_from_counts(sum(all_labels_on(frames).values()))
 
 
 def references_for(frames: RunFrames, label_stats: Mapping[str, Any]) -> list[Reference]:
-    """The references of `frames.task` on those frames (their labels only), from the training label statistics."""
-    task = frames.task
-    if task == "va":
-        mean = np.array([float(c["mean"]) for c in label_stats["columns"]])
-        return [Reference(task, "constant", _constant(frames, mean), {"training_mean": mean.tolist()})]
-    scored = {v: frames.true[v][frames.scored[v]] for v in frames.true}
-    if task == "expr":
-        n_classes = len(abaw.EXPR_CLASSES)
-        best, best_score, stats = 0, -1.0, {}
-        for c in range(n_classes):  # the F1 of a constant class grows with its count: keep the first best
-            candidate = _constant(frames, np.array([c]))
-            score = float(TASK_SCORING[task].scores["f1"](sum(candidate.values())))
-            if score > best_score:
-                best, best_score, stats = c, score, candidate
-        prior = _column_rates(label_stats, n_classes)[0]
-        onehot = {v: np.eye(n_classes)[t[:, 0].astype(np.int64)] for v, t in scored.items()}
-        return [
-            Reference(task, "constant", stats, {"class": best, "class_name": abaw.EXPR_CLASSES[best],
-                                                 "chosen_on": "the scored frames"}),
-            Reference(task, "prior", {v: _expected_counts(t, prior) for v, t in onehot.items()},
-                      {"training_prior": prior.tolist(), "statistic": "expected confusion counts"}),
-        ]
-    if task == "au":
-        rate = _column_rates(label_stats, 2)[:, 1]
-        return [
-            Reference(task, "constant", all_aus_on(frames), {"prediction": 1}),
-            Reference(task, "prior", {v: _expected_counts(t, rate) for v, t in scored.items()},
-                      {"training_prior": rate.tolist(), "statistic": "expected confusion counts"}),
-        ]
-    return []
+    """The references `frames.task` declares on those frames (their labels only), from the training label
+    statistics; none for a task without references."""
+    own = getattr(contract.task_named(frames.task), "references", None)
+    return [] if own is None else list(own(frames, label_stats))

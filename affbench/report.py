@@ -23,25 +23,19 @@ from typing import Any
 
 from affbench.bootstrap import Estimate
 from affbench.output import fixed, format_table, markdown_table
-from affbench.references import REFERENCE_NAMES, REFERENCES
+from affbench.references import REFERENCES, reference_title, selected_on_scored
 from affbench.report_numbers import (
     SELECTED_ON_REPORTED,
-    TASK_METRICS,
     BootstrapSettings,
     Cell,
     ReportNumbers,
     row_label,
     selection_mode,
+    table_columns,
+    task_metrics,
+    tasks_of,
 )
 
-# (task, metric key in metrics.json, column title): what the tables show, in the paper's order.
-TABLE1_METRICS = (
-    ("va", "valence", "Valence CCC"),
-    ("va", "arousal", "Arousal CCC"),
-    ("expr", "f1", "Expr F1"),
-    ("au", "f1", "AU F1"),
-)
-TABLE2_COLUMNS = (("va", "mean", "VA"), ("expr", "f1", "Expr"), ("au", "f1", "AU"))
 MAIN_ROW_DEFAULT = "ours"
 SIGNIFICANT = "*"  # the paired difference from the main row excludes 0
 TERMINAL_WIDTH = 120
@@ -89,8 +83,8 @@ def _fold_label(fold: int | None) -> str:
 
 
 def _reference_label(task: str, name: str) -> str:
-    # The best constant class is picked on the scored frames: selected on the reported frames too.
-    return REFERENCE_NAMES[(task, name)] + (f" {SELECTED_ON_REPORTED}" if (task, name) == ("expr", "constant") else "")
+    # A reference chosen on the scored frames (e.g. the best constant class) is selected on the reported frames.
+    return reference_title(task, name) + (f" {SELECTED_ON_REPORTED}" if selected_on_scored(task, name) else "")
 
 
 def build_tables(runs: Sequence[Mapping[str, Any]], *, main: str | None = None,
@@ -99,9 +93,8 @@ def build_tables(runs: Sequence[Mapping[str, Any]], *, main: str | None = None,
     main = main_row(runs, main)
     numbers = numbers or ReportNumbers(runs, main=main)
     folds = numbers.folds()
-    tasks_present = {run["task"] for run in runs}
     table1_rows, table1_refs = [], []
-    for task, metric, title in TABLE1_METRICS:
+    for task, metric, title in table_columns(runs, "detail"):
         per_fold = {f: numbers.cell(main, task, metric, f) for f in folds} if main else {}
         if not any(per_fold.values()):
             continue
@@ -120,7 +113,7 @@ def build_tables(runs: Sequence[Mapping[str, Any]], *, main: str | None = None,
                                 "values": {str(f): c.to_dict() for f, c in ref_folds.items() if c},
                                 "all": ref_all.to_dict(),
                                 "cells": [label, *(format_cell(ref_folds[f]) for f in folds), format_cell(ref_all)]})
-    columns = [c for c in TABLE2_COLUMNS if c[0] in tasks_present]
+    columns = table_columns(runs, "report")
     table2_rows, table3_rows = [], []
     for name in numbers.rows():
         cells, values, diff_cells, diffs = [row_label(numbers, name)], {}, [row_label(numbers, name)], {}
@@ -145,7 +138,7 @@ def build_tables(runs: Sequence[Mapping[str, Any]], *, main: str | None = None,
             cell = numbers.reference_cell(ref, task, metric)
             cells.append(format_cell(cell))
             if cell:
-                values[title] = {**cell.to_dict(), "predicts": REFERENCE_NAMES[(task, ref)]}
+                values[title] = {**cell.to_dict(), "predicts": reference_title(task, ref)}
         if values:
             table2_refs.append({"row": f"ref: {ref}", "values": values, "cells": cells})
     return {
@@ -360,7 +353,7 @@ def write_report(runs: Sequence[Mapping[str, Any]], out_dir: str | Path, *, titl
     writer.writerows(long_rows(numbers))
     write_text_atomic(out_dir / "report.csv", buffer.getvalue())
     report = {
-        "title": title, **tables, "bootstrap": numbers.settings.to_dict(), "metrics": TASK_METRICS,
+        "title": title, **tables, "bootstrap": numbers.settings.to_dict(), "metrics": {task: task_metrics(task) for task in tasks_of(runs)},
         "values": numbers.values_json(), "references": numbers.references_json(),
         "differences": numbers.differences_json(),
         "selection": {row: numbers.row_selection(row) for row in numbers.rows()},

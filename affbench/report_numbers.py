@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from affbench import task_contract as contract
 from affbench.bootstrap import (
     DEFAULT_DRAWS,
     DEFAULT_SEED,
@@ -33,17 +34,34 @@ from affbench.bootstrap import (
     estimate,
     mean_of,
 )
-from affbench.frame_stats import TASK_SCORING, RunFrames, common_frames, read_run_frames
-from affbench.references import REFERENCE_NAMES, Reference, references_for, training_label_stats
+from affbench.frame_stats import RunFrames, common_frames, read_run_frames, task_scoring
+from affbench.references import Reference, reference_title, references_for, training_label_stats
 
-# The metrics the tables show, per task.
-TASK_METRICS = {"va": ("valence", "arousal", "mean"), "expr": ("f1",), "au": ("f1",)}
 SELECT_MODES = ("inner", "last", "validation")
 # A run whose config has no train.select chose its checkpoint on the validation frames it reports.
 SELECT_DEFAULT = "validation"
 ALL = "all"  # the fold key of a cell over every fold (and seed)
 # A metrics.json value this far from the rescored one is reported in the notes.
 RESCORE_TOLERANCE = 1e-4
+
+
+def task_metrics(task: str) -> tuple[str, ...]:
+    """The metrics the tables show for `task`: its detail and report columns (affbench.task_contract)."""
+    return contract.table_metrics(contract.task_named(task))
+
+
+def added_metrics(run: Mapping[str, Any]) -> tuple[str, ...]:
+    """The metrics.json keys of the registered metrics a run's config added to its task (the task option
+    ``metrics``): a metric's own name, or ``<name>_<key>`` for one that returns several values."""
+    spec = (run.get("config") or {}).get("task")
+    names = ((spec.get("options") or {}).get("metrics") or []) if isinstance(spec, Mapping) else []
+    recorded = run.get("metrics") or {}
+    return tuple(k for name in names for k in recorded if k == name or k.startswith(f"{name}_"))
+
+
+def tasks_of(runs: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The tasks of these runs, in the order they first appear (the suite's order)."""
+    return list(dict.fromkeys(run["task"] for run in runs))
 
 
 @dataclass(frozen=True)
@@ -153,7 +171,8 @@ class ReportNumbers:
 
     def _scores(self, run: Mapping[str, Any]) -> RunScores:
         metrics = run.get("metrics") or {}
-        values = {m: float(metrics[m]) for m in TASK_METRICS.get(run["task"], ()) if m in metrics}
+        shown = (*task_metrics(run["task"]), *added_metrics(run))
+        values = {m: float(metrics[m]) for m in shown if m in metrics}
         return RunScores(run, read_run_frames(run.get("run_dir"), run["task"]), values)
 
     @staticmethod
@@ -166,7 +185,7 @@ class ReportNumbers:
     def _bootstrap(self, s: RunScores) -> None:
         draws = self.draws[(s.task, s.fold)]
         stats = s.frames.video_stats()
-        for metric, score in TASK_SCORING[s.task].scores.items():
+        for metric, score in task_scoring(s.task).scores.items():
             s.estimates[metric] = estimate(draws, stats, score)
             recorded = s.values.get(metric)
             if recorded is not None and abs(recorded - s.estimates[metric].value) > RESCORE_TOLERANCE:
@@ -186,7 +205,7 @@ class ReportNumbers:
                 continue
             refs = references_for(source.frames, label_stats)
             out[(task, fold)] = [(ref, {m: estimate(draws, ref.video_stats, score)
-                                        for m, score in TASK_SCORING[task].scores.items()}) for ref in refs]
+                                        for m, score in task_scoring(task).scores.items()}) for ref in refs]
         return out
 
     # -- queries -------------------------------------------------------------------------------------------
@@ -244,7 +263,9 @@ class ReportNumbers:
                 continue
             keep = common_frames(a.frames, b.frames)
             draws = self.draws[(task, a.fold)]
-            score = TASK_SCORING[task].scores[metric]
+            score = task_scoring(task).scores.get(metric)
+            if score is None:  # a metric without per-video statistics has no paired difference
+                return None
             diffs.append(difference(estimate(draws, a.frames.video_stats(keep), score),
                                     estimate(draws, b.frames.video_stats(keep), score)))
         return (mean_of(diffs), len(diffs)) if diffs else None
@@ -274,7 +295,7 @@ class ReportNumbers:
         for (task, fold), refs in self.references.items():
             for ref, estimates in refs:
                 for metric, est in estimates.items():
-                    out.append({"reference": ref.name, "title": REFERENCE_NAMES[(task, ref.name)], "task": task,
+                    out.append({"reference": ref.name, "title": reference_title(task, ref.name), "task": task,
                                 "fold": fold, "metric": metric, "value": est.value, "low": est.low,
                                 "high": est.high, **ref.detail})
         return out
@@ -283,8 +304,8 @@ class ReportNumbers:
         """Every row's paired difference from the main row: per fold and over all folds and seeds."""
         out = []
         for row in self.rows():
-            for task, metrics in TASK_METRICS.items():
-                for metric in metrics:
+            for task in tasks_of(s.run for s in self.scores):
+                for metric in task_metrics(task):
                     for fold in [*self.folds(), ALL]:
                         found = self.difference(row, task, metric, fold)
                         if found is None:
@@ -302,3 +323,17 @@ SELECTED_ON_REPORTED = "†"  # the row's checkpoint was chosen on the frames th
 def row_label(numbers: ReportNumbers, row: str) -> str:
     """The row's name, marked when any of its runs was selected on the reported frames."""
     return f"{row} {SELECTED_ON_REPORTED}" if "validation" in numbers.row_selection(row) else row
+
+
+def table_columns(runs: Sequence[Mapping[str, Any]], which: str) -> list[tuple[str, str, str]]:
+    """(task, metric key in metrics.json, column title) of Table 1 (``detail``) or Table 2 (``report``): each
+    task's declared columns, tasks in the order the runs list them."""
+    columns = contract.detail_columns if which == "detail" else contract.report_columns
+    out = []
+    for task in tasks_of(runs):
+        out += [(task, metric, title) for metric, title in columns(contract.task_named(task))]
+        if which == "report":  # Table 2 also shows the metrics configs added to the task
+            added = dict.fromkeys(k for run in runs if run["task"] == task for k in added_metrics(run))
+            out += [(task, key, f"{task} {key}") for key in added if key not in contract.table_metrics(
+                contract.task_named(task))]
+    return out

@@ -8,7 +8,7 @@ agree.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from affbench import metrics as abaw
+from affbench.frame_stats import RunFrames, TaskScoring, mean_f1
 from affbench.model import check_choice
+from affbench.references import (
+    Reference,
+    all_labels_on,
+    column_rates,
+    constant_stats,
+    expected_counts,
+)
+from affbench.task_contract import check_metric_names
+from affbench.train.evaluate import mode_filter, moving_average
 
 VA_NAMES = ("valence", "arousal")
 
@@ -87,6 +97,10 @@ class AffectTask(nn.Module):
         """Class probabilities of raw outputs (None for regression tasks)."""
         return None
 
+    def _add_metrics(self, metrics: Sequence[str] | None) -> None:
+        """Registered metrics the config adds to this task's own (the ``metrics`` option)."""
+        self.extra_metrics = check_metric_names(metrics, f"task '{self.name}'")
+
 
 class VATask(AffectTask):
     """Valence and arousal in [-1, 1]; loss 1 - CCC per dimension over the batch's valid rows."""
@@ -97,10 +111,20 @@ class VATask(AffectTask):
     label_dim = 2
     primary_metric = "mean"
     invalid_value = -5.0
+    annotation = "va"
+    submission_file = "VA_submission.txt"
+    report_columns = (("mean", "VA"),)
+    detail_columns = (("valence", "Valence CCC"), ("arousal", "Arousal CCC"))
+    metric_label = "mean CCC (valence, arousal)"
+    output_kind = "continuous"
+    plots = ("traces",)
+    value_range = (-1.0, 1.0)
+    reference_names = {"constant": "constant mean"}
 
     def __init__(self, *, output: str = "tanh", loss_reduction: str = "mean", loss_statistics: str = "population",
-                 eps: float = 1e-8) -> None:
+                 eps: float = 1e-8, metrics: Sequence[str] | None = None) -> None:
         super().__init__()
+        self._add_metrics(metrics)
         self.output = check_choice(output, "output", ("tanh", "linear"), "task 'va'")
         # The authors' earlier code sums the two (1 - CCC) terms and uses sample (N - 1) statistics in the loss;
         # the ABAW metric uses population statistics and averages the two.
@@ -137,10 +161,29 @@ class VATask(AffectTask):
         p, was_numpy = _to_torch(pred)
         return _back(self.activate(p.float()).clamp(-1.0, 1.0), was_numpy)
 
+    def submission_values(self, raw: np.ndarray, smoothing: int) -> np.ndarray:
+        """Clipped activated values, then a centred moving average over `smoothing` frames (clipped again)."""
+        values = self.postprocess(raw)
+        return np.clip(moving_average(values, smoothing), -1.0, 1.0) if smoothing > 1 else values
+
     def metrics(self, values: Any, target: Any, valid: Any = None) -> dict[str, float]:
         """valence, arousal and mean CCC over valid rows (ABAW VA score)."""
         v, t = self._metric_rows(values, target, valid)
         return abaw.va_score(v, t)
+
+    @property
+    def scoring(self) -> TaskScoring:
+        """CCC sums per dimension: valence, arousal and their mean follow from a video's sums."""
+        return TaskScoring(
+            lambda p, t: np.stack([abaw.ccc_sums(p[:, i], t[:, i]) for i in range(2)]),
+            {"valence": lambda s: abaw.ccc_from_sums(s[..., 0, :]),
+             "arousal": lambda s: abaw.ccc_from_sums(s[..., 1, :]),
+             "mean": lambda s: abaw.ccc_from_sums(s).mean(axis=-1)})
+
+    def references(self, frames: RunFrames, label_stats: Mapping[str, Any]) -> list[Reference]:
+        """The training mean (valence, arousal) as a constant: CCC 0, how far a row is from knowing nothing."""
+        mean = np.array([float(c["mean"]) for c in label_stats["columns"]])
+        return [Reference(self.name, "constant", constant_stats(frames, mean), {"training_mean": mean.tolist()})]
 
 
 class ExprTask(AffectTask):
@@ -152,9 +195,23 @@ class ExprTask(AffectTask):
     label_dim = 1
     primary_metric = "f1"
     invalid_value = -1.0
+    annotation = "expr"
+    prediction_columns = ("expression",)
+    submission_file = "EXPR_submission.txt"
+    integer_values = True
+    report_columns = (("f1", "Expr"),)
+    detail_columns = (("f1", "Expr F1"),)
+    metric_label = "macro F1 (8 classes)"
+    output_kind = "classes"
+    plots = ("confusion",)
+    # The best constant class is picked on the scored frames: it is selected on the reported frames.
+    reference_names = {"constant": "best constant class", "prior": "class prior"}
+    references_selected_on_scored = ("constant",)
 
-    def __init__(self, *, label_smoothing: float = 0.0, class_weights: Sequence[float] | None = None) -> None:
+    def __init__(self, *, label_smoothing: float = 0.0, class_weights: Sequence[float] | None = None,
+                 metrics: Sequence[str] | None = None) -> None:
         super().__init__()
+        self._add_metrics(metrics)
         if not 0.0 <= float(label_smoothing) < 1.0:
             raise ValueError(f"task 'expr': label_smoothing must be in [0, 1), got {label_smoothing}")
         self.label_smoothing = float(label_smoothing)
@@ -187,10 +244,36 @@ class ExprTask(AffectTask):
         p, was_numpy = _to_torch(pred)
         return _back(p.argmax(-1), was_numpy)
 
+    def submission_values(self, raw: np.ndarray, smoothing: int) -> np.ndarray:
+        """The argmax class per frame, then a centred mode filter over `smoothing` frames."""
+        return mode_filter(raw.argmax(axis=1), smoothing, self.out_dim).reshape(-1, 1)
+
     def metrics(self, values: Any, target: Any, valid: Any = None) -> dict[str, float]:
         """Macro F1 over all 8 classes, absent ones counting 0 (ABAW EXPR score), and accuracy, over valid rows."""
         v, t = self._metric_rows(values, target, valid)
         return {"f1": abaw.expr_f1(v[:, 0], t[:, 0]), "accuracy": float(np.mean(v[:, 0] == t[:, 0]))}
+
+    @property
+    def scoring(self) -> TaskScoring:
+        """tp/fp/fn per class; macro F1 over the 8 classes follows from a video's counts."""
+        return TaskScoring(lambda p, t: abaw.class_counts(p[:, 0], t[:, 0], self.out_dim), {"f1": mean_f1})
+
+    def references(self, frames: RunFrames, label_stats: Mapping[str, Any]) -> list[Reference]:
+        """The best constant class (chosen on the scored frames, so optimistic) and the training class prior."""
+        best, best_score, stats = 0, -1.0, {}
+        for c in range(self.out_dim):  # the F1 of a constant class grows with its count: keep the first best
+            candidate = constant_stats(frames, np.array([c]))
+            score = float(mean_f1(sum(candidate.values())))
+            if score > best_score:
+                best, best_score, stats = c, score, candidate
+        prior = column_rates(label_stats, self.out_dim)[0]
+        onehot = {v: np.eye(self.out_dim)[t[:, 0].astype(np.int64)] for v, t in frames.scored_labels().items()}
+        return [
+            Reference(self.name, "constant", stats, {"class": best, "class_name": self.label_names[best],
+                                                      "chosen_on": "the scored frames"}),
+            Reference(self.name, "prior", {v: expected_counts(t, prior) for v, t in onehot.items()},
+                      {"training_prior": prior.tolist(), "statistic": "expected confusion counts"}),
+        ]
 
 
 class AUTask(AffectTask):
@@ -202,10 +285,20 @@ class AUTask(AffectTask):
     label_dim = 12
     primary_metric = "f1"
     invalid_value = -1.0
+    annotation = "au"
+    submission_file = "AU_submission.txt"
+    integer_values = True
+    report_columns = (("f1", "AU"),)
+    detail_columns = (("f1", "AU F1"),)
+    metric_label = "mean F1 (12 AUs)"
+    output_kind = "multilabel"
+    plots = ("per_label_f1",)
+    reference_names = {"constant": "all AUs on", "prior": "AU prior"}
 
-    def __init__(self, *, pos_weight: Sequence[float] | None = None, threshold: float | Sequence[float] = 0.5
-                 ) -> None:
+    def __init__(self, *, pos_weight: Sequence[float] | None = None, threshold: float | Sequence[float] = 0.5,
+                 metrics: Sequence[str] | None = None) -> None:
         super().__init__()
+        self._add_metrics(metrics)
         weights = None
         if pos_weight is not None:
             weights = torch.as_tensor(list(pos_weight), dtype=torch.float32)
@@ -268,8 +361,38 @@ class AUTask(AffectTask):
         self.thresholds = best
         return best
 
+    def _smoothed_probabilities(self, raw: np.ndarray, smoothing: int) -> np.ndarray:
+        prob = self.probabilities(raw)
+        return moving_average(prob, smoothing) if smoothing > 1 else prob
+
+    def submission_values(self, raw: np.ndarray, smoothing: int) -> np.ndarray:
+        """Sigmoid probabilities, a centred moving average over `smoothing` frames, then the per-AU thresholds."""
+        prob = self._smoothed_probabilities(raw, smoothing)
+        return (prob >= self._thresholds.cpu().numpy()).astype(np.float32)
+
+    def tune(self, raw: Sequence[np.ndarray], labels: Sequence[np.ndarray], valid: Sequence[np.ndarray],
+             smoothing: int) -> list[float]:
+        """Per-AU thresholds maximising F1 on the valid frames of these (selection split) videos."""
+        prob = np.concatenate([self._smoothed_probabilities(r, smoothing)[k] for r, k in zip(raw, valid, strict=True)])
+        target = np.concatenate([t[k] for t, k in zip(labels, valid, strict=True)])
+        return self.tune_thresholds(prob.astype(np.float32), target)
+
     def metrics(self, values: Any, target: Any, valid: Any = None) -> dict[str, float]:
         """Mean F1 over the 12 AUs (ABAW AU score) and each AU's F1, over valid rows."""
         v, t = self._metric_rows(values, target, valid)
         per = abaw.au_f1_per_au(v, t)
         return {"f1": float(np.mean(list(per.values()))), **{f"f1_{k}": val for k, val in per.items()}}
+
+    @property
+    def scoring(self) -> TaskScoring:
+        """tp/fp/fn per AU; the mean F1 over the 12 AUs follows from a video's counts."""
+        return TaskScoring(abaw.binary_counts, {"f1": mean_f1})
+
+    def references(self, frames: RunFrames, label_stats: Mapping[str, Any]) -> list[Reference]:
+        """Every AU on (F1 2p / (1 + p)), and each AU on at its training rate."""
+        rate = column_rates(label_stats, 2)[:, 1]
+        return [
+            Reference(self.name, "constant", all_labels_on(frames), {"prediction": 1}),
+            Reference(self.name, "prior", {v: expected_counts(t, rate) for v, t in frames.scored_labels().items()},
+                      {"training_prior": rate.tolist(), "statistic": "expected confusion counts"}),
+        ]

@@ -1,5 +1,6 @@
 """Built-in tasks: ``va``, ``expr``, ``au`` (the three ABAW challenges).
 
+Every task takes ``metrics: [names]``, registered metrics to report beside its own (affbench.task_contract).
 Registration only; the implementations (affbench_plugins.affect_tasks) import torch when a task is built.
 """
 
@@ -11,31 +12,34 @@ from affbench import hookimpl
 
 
 def va(*, output: str = "tanh", loss_reduction: str = "mean", loss_statistics: str = "population",
-       eps: float = 1e-8):
+       eps: float = 1e-8, metrics: Sequence[str] | None = None):
     """Valence-arousal regression: 2 outputs in [-1, 1], loss 1 - CCC, score mean CCC."""
     from affbench_plugins.affect_tasks import VATask
 
-    return VATask(output=output, loss_reduction=loss_reduction, loss_statistics=loss_statistics, eps=eps)
+    return VATask(output=output, loss_reduction=loss_reduction, loss_statistics=loss_statistics, eps=eps,
+                  metrics=metrics)
 
 
 va.test_options = {"loss_reduction": "sum", "loss_statistics": "sample"}
 
 
-def expr(*, label_smoothing: float = 0.0, class_weights: Sequence[float] | None = None):
+def expr(*, label_smoothing: float = 0.0, class_weights: Sequence[float] | None = None,
+         metrics: Sequence[str] | None = None):
     """Expression classification: 8 classes, cross-entropy, score macro F1."""
     from affbench_plugins.affect_tasks import ExprTask
 
-    return ExprTask(label_smoothing=label_smoothing, class_weights=class_weights)
+    return ExprTask(label_smoothing=label_smoothing, class_weights=class_weights, metrics=metrics)
 
 
 expr.test_options = {"label_smoothing": 0.1}
 
 
-def au(*, pos_weight: Sequence[float] | None = None, threshold: float | Sequence[float] = 0.5):
+def au(*, pos_weight: Sequence[float] | None = None, threshold: float | Sequence[float] = 0.5,
+       metrics: Sequence[str] | None = None):
     """Action-unit detection: 12 AUs, BCE-with-logits, score mean F1 at per-AU thresholds."""
     from affbench_plugins.affect_tasks import AUTask
 
-    return AUTask(pos_weight=pos_weight, threshold=threshold)
+    return AUTask(pos_weight=pos_weight, threshold=threshold, metrics=metrics)
 
 
 au.test_options = {"pos_weight": [2.0] * 12}

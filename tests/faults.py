@@ -69,12 +69,16 @@ def assert_input_error(outcome: Outcome | subprocess.CompletedProcess, *fragment
     return lines[0]
 
 
-def flip_byte(path: Path, offset: int | None = None) -> None:
-    """Invert one byte in place (same size): the middle one unless `offset` is given."""
+def flip_byte(path: Path, offset: int | None = None, *, keep_mtime: bool = False) -> None:
+    """Invert one byte in place (same size): the middle one unless `offset` is given; `keep_mtime` sets the
+    access and modification times back to what they were (only the ctime, which no call can set, moves)."""
+    before = path.stat()
     data = bytearray(path.read_bytes())
     at = len(data) // 2 if offset is None else offset
     data[at] ^= 0xFF
     path.write_bytes(bytes(data))
+    if keep_mtime:
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
 def truncate(path: Path, keep: int = 0) -> None:

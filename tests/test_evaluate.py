@@ -11,7 +11,7 @@ from trainer_fixtures import make_records, tiny_config, write_tiny_data
 
 import affbench
 from affbench.data.window_shards import WindowShards, write_window_shards
-from affbench.frame_stats import TASK_SCORING, read_run_frames
+from affbench.frame_stats import read_run_frames, task_scoring
 from affbench.train.checkpoints import CheckpointError
 from affbench.train.evaluate import (
     evaluate,
@@ -98,7 +98,7 @@ def test_predict_evaluate_from_checkpoint(tmp_path):
     # The labels beside the predictions rescore the run to its metrics without reopening the data.
     assert {"valid", "true_AU1", "true_AU26"} <= set(rows[0]) and {r["valid"] for r in rows} == {"0", "1"}
     frames = read_run_frames(tmp_path / "pred", "au")
-    rescored = TASK_SCORING["au"].scores["f1"](sum(frames.video_stats().values()))
+    rescored = task_scoring("au").scores["f1"](sum(frames.video_stats().values()))
     assert float(rescored) == pytest.approx(ev["metrics"]["f1"], abs=1e-12)
 
 

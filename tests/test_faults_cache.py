@@ -6,10 +6,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 
 import numpy as np
 import pytest
-from faults import assert_input_error, cli, replace_file, truncate, valid_jpeg
+from faults import assert_input_error, cli, flip_byte, replace_file, truncate, valid_jpeg
 from stage_fixtures import tiny_config
 
 from affbench.data.shard_manifest import ShardSetWriter
@@ -135,3 +136,70 @@ def test_data_frames_out_leaves_nothing_when_it_fails(tmp_path):
     outcome = cli("data", "frames", "--root", str(root), "--task", "va", "--split", "train", "--out", str(out))
     assert_input_error(outcome, str(bad))
     assert list(out.parent.iterdir()) == [] if out.parent.exists() else True
+
+
+@pytest.fixture
+def verified_once(monkeypatch):
+    """A fresh record of verified shard versions, counting the hashes; files count as old at once (a test's
+    files are milliseconds old, younger than the racy-timestamp margin that makes real readers hash them)."""
+    from affbench.data import checksums
+
+    hashed: list[int] = []
+    real = checksums.buffer_checksum
+    monkeypatch.setattr(checksums, "_verified", set())
+    monkeypatch.setattr(checksums, "_RACY_SECONDS", 0.0)
+    monkeypatch.setattr(checksums, "buffer_checksum", lambda data: hashed.append(len(data)) or real(data))
+    return hashed
+
+
+def _shard_set(tmp_path):
+    from trainer_fixtures import write_tiny_data
+
+    from affbench.data.window_shards import WindowShards
+
+    reader = WindowShards(write_tiny_data(tmp_path / "data").train)
+    time.sleep(0.05)  # a later write lands on a later clock tick than the files' creation, as on any real set
+    return reader
+
+
+def test_a_shard_is_hashed_once_per_process_and_a_flip_keeping_mtime_is_still_caught(tmp_path, verified_once):
+    from affbench.data.shard_payloads import CorruptShardError
+
+    reader = _shard_set(tmp_path)
+    first = list(reader.iter_windows())
+    assert len(verified_once) == len(reader.shards)  # every shard hashed on its first read
+    assert [w["key"] for w in reader.iter_windows()] == [w["key"] for w in first]
+    assert len(verified_once) == len(reader.shards)  # the second epoch hashes nothing
+    shard = reader.directory / reader.manifest["shards"][0]["name"]
+    mtime = shard.stat().st_mtime_ns
+    flip_byte(shard, keep_mtime=True)
+    assert shard.stat().st_mtime_ns == mtime
+    with pytest.raises(CorruptShardError, match=f"{shard.name}: xxh3_64 checksum"):
+        list(reader.iter_windows())
+
+
+def test_a_freshly_written_shard_is_hashed_on_every_read(tmp_path, verified_once, monkeypatch):
+    from affbench.data import checksums
+
+    monkeypatch.setattr(checksums, "_RACY_SECONDS", 3600.0)  # every file is "racily" young
+    reader = _shard_set(tmp_path)
+    list(reader.iter_windows())
+    list(reader.iter_windows())
+    assert len(verified_once) == 2 * len(reader.shards)
+    assert not checksums.verified_versions()
+
+
+def test_workers_report_verified_shards_and_a_flip_between_epochs_is_caught(tmp_path, verified_once):
+    from affbench.data import checksums
+    from affbench.data.shard_payloads import CorruptShardError
+
+    reader = _shard_set(tmp_path)
+    loader = reader.loader(2, num_workers=1)
+    list(loader)
+    assert not verified_once  # the worker process hashed them, not this one
+    assert {v[0] for v in checksums.verified_versions()} == {s.path for s in reader.shards}
+    shard = reader.directory / reader.manifest["shards"][-1]["name"]
+    flip_byte(shard, keep_mtime=True)
+    loader.set_epoch(1)
+    with pytest.raises(CorruptShardError, match=f"{shard.name}: xxh3_64 checksum"):
+        list(loader)

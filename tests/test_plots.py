@@ -88,7 +88,7 @@ def test_expr_confusion_labels_its_colour_bar_and_says_when_a_class_has_no_frame
               for v, t in true.items()}
     valid = {v: np.ones(50, bool) for v in VIDEOS}
     run = _write_run(tmp_path, "expr", "ours", 0, true, values, valid, {v: np.ones(50, bool) for v in VIDEOS})
-    assert plots.plot_expr_confusion(run, tmp_path / "c.png") == tmp_path / "c.png"
+    assert plots.plot_confusion(run, tmp_path / "c.png") == tmp_path / "c.png"
     image_ax, bar_ax = drawn[0].axes
     assert bar_ax.get_ylabel() == "fraction of true class"
     labels = [t.get_text() for t in image_ax.get_yticklabels()]
@@ -110,16 +110,16 @@ def test_au_f1_marks_a_zero_bar_and_draws_the_all_on_reference_per_au(tmp_path, 
     runs = [_write_run(tmp_path, "au", "ours", 0, true, good, valid, faces),
             _write_run(tmp_path, "au", "wo_tcn", 0, true, never_au1, valid, faces)]
     assert runs[1]["metrics"]["f1_AU1"] == 0.0
-    assert plots.plot_au_f1(runs, tmp_path / "au.png") == tmp_path / "au.png"
+    assert plots.plot_label_f1(runs, "au", tmp_path / "au.png") == tmp_path / "au.png"
     ax = drawn[0].axes[0]
     zero = [line for line in ax.get_lines() if line.get_label() == "F1 = 0"]
     assert len(zero) == 1 and len(zero[0].get_xdata()) == 1 and zero[0].get_xdata()[0] < 0.5  # AU1, second bar
     all_true = np.concatenate(list(true.values()))
     p = all_true.mean(axis=0)
-    reference = [c for c in ax.collections if c.get_label() == "ref: all AUs on, 2p/(1+p)"]
+    reference = [c for c in ax.collections if c.get_label() == "ref: all labels on, 2p/(1+p)"]
     heights = np.array([seg[0][1] for seg in reference[0].get_segments()])
     np.testing.assert_allclose(heights, 2 * p / (1 + p), rtol=1e-6)
-    assert ax.get_ylabel() == "F1 (validation)" and ax.get_xlabel() == "action unit"
+    assert ax.get_ylabel() == "F1 (validation)" and ax.get_xlabel() == "au label"
 
 
 def _history(path, select, scores):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from affbench.data.shard_manifest import LabelStatistics
-from affbench.frame_stats import TASK_SCORING, RunFrames
+from affbench.frame_stats import RunFrames, task_scoring
 from affbench.references import references_for
 
 
@@ -26,7 +26,7 @@ def label_stats(rows):
 
 
 def score(task, ref, metric):
-    return float(TASK_SCORING[task].scores[metric](sum(ref.video_stats.values())))
+    return float(task_scoring(task).scores[metric](sum(ref.video_stats.values())))
 
 
 def test_va_constant_mean_is_the_training_mean_and_scores_zero():
@@ -77,5 +77,5 @@ def test_expected_counts_match_a_seeded_draw_on_many_frames():
     train = rng.choice(8, 5000, p=[0.2, 0.1, 0.1, 0.1, 0.2, 0.1, 0.1, 0.1])[:, None]
     _, prior = references_for(val, label_stats(train))
     drawn = rng.choice(8, len(labels), p=prior.detail["training_prior"])
-    sampled = TASK_SCORING["expr"].stats(drawn[:, None].astype(float), labels.astype(float))
-    assert score("expr", prior, "f1") == pytest.approx(float(TASK_SCORING["expr"].scores["f1"](sampled)), abs=0.005)
+    sampled = task_scoring("expr").stats(drawn[:, None].astype(float), labels.astype(float))
+    assert score("expr", prior, "f1") == pytest.approx(float(task_scoring("expr").scores["f1"](sampled)), abs=0.005)

@@ -52,6 +52,14 @@ LABEL_COLUMNS: dict[str, tuple[str, ...]] = {
     "expr": ("expression",),
     "au": ACTION_UNITS,
 }
+# The invalid marker of each annotation set: a template line says "no label here" until the user fills it.
+INVALID_LINES: dict[str, str] = {"va": "-5,-5", "expr": "-1", "au": ",".join(["-1"] * len(ACTION_UNITS))}
+# The values a valid frame's label may take: (description of accepted values, test of an array of valid rows).
+ACCEPTED_VALUES = {
+    "va": ("numbers in [-1, 1]", lambda v: (v >= -1) & (v <= 1)),
+    "expr": ("class indices 0..7", lambda v: (v == np.round(v)) & (v >= 0) & (v <= len(EXPRESSIONS) - 1)),
+    "au": ("0 or 1", lambda v: (v == 0) | (v == 1)),
+}
 
 # Challenge folders may sit directly in the annotations root, or inside folders up to this many levels below
 # it: root/6th_ABAW_Annotations/VA_Estimation_Challenge is one level, root/downloads/6th_ABAW_Annotations/... two.
@@ -275,6 +283,22 @@ def _parse_au(path: Path, lineno: int, fields: list[str]) -> tuple[list[float], 
 
 
 _PARSERS = {"va": _parse_va, "expr": _parse_expr, "au": _parse_au}
+
+
+def check_submission_values(path: Path, lineno: int, task: str, fields: list[str]) -> None:
+    """The values of one submission row of annotation set `task` (types and ranges)."""
+    if task == "va":
+        accepted = "expected a number in [-1, 1]"
+        for column, text in zip(LABEL_COLUMNS["va"], fields, strict=True):
+            value = parse_number(path, lineno, column, text, accepted)
+            if not (math.isfinite(value) and -1.0 <= value <= 1.0):
+                raise AffWild2FormatError(path, lineno, f"{column} value '{text}' is out of range", accepted)
+    elif task == "expr":
+        parse_int(path, lineno, "expression", fields[0], range(len(EXPRESSIONS)),
+                  "expected one class index 0..7 (Neutral..Other)", invalid=None)
+    else:
+        for column, text in zip(ACTION_UNITS, fields, strict=True):
+            parse_int(path, lineno, column, text, range(2), "expected 0 or 1 per AU", invalid=None)
 
 
 def parse_annotation_bytes(path: str | os.PathLike[str], data: bytes, task: str) -> AnnotationFile:

@@ -2,7 +2,7 @@
 
     affbench data frames --root DIR --task va --split train > va_train.csv
     affbench data folds  --root DIR --task va --k 5 --seed 0 --out folds.json
-    affbench data synth  --out DIR --size small --seed 0
+    affbench data synth  --out DIR --size small --seed 0          (the SynthAffect plugin's command)
     affbench data validate-submission VA_submission.txt --task va --order sample.txt
     affbench data crop   VIDEO_OR_FOLDER --out DIR          (affbench/video/cli.py)
 """
@@ -19,17 +19,16 @@ from typing import Any
 from affbench.cli_support import add_quiet_argument, print_usage, reporting_input_errors
 from affbench.data import SPLITS, TASKS
 
-SYNTH_SIZES = ("tiny", "small", "medium", "large")
-
 
 def add_commands(subparsers) -> None:
-    """Add the `data` command group (frames, folds, synth) to the top-level parser's subparsers."""
+    """Add the `data` command group (frames, folds, ...) to the top-level parser's subparsers; plugins add more
+    (SynthAffect's `data synth`)."""
     data = subparsers.add_parser("data", help="read datasets: per-frame table, fold manifests, SynthAffect, "
                                               "submission check",
                                  description="Read datasets: per-frame table, fold manifests, SynthAffect; check "
                                              "ABAW submission files.")
     data.set_defaults(func=lambda args: print_usage(data))
-    commands = data.add_subparsers(dest="data_command", metavar="{frames,folds,synth,validate-submission,crop}")
+    commands = data.add_subparsers(dest="data_command", metavar="{frames,folds,validate-submission,crop}")
 
     frames = commands.add_parser(
         "frames", help="print the per-frame table as CSV",
@@ -54,14 +53,6 @@ def add_commands(subparsers) -> None:
     folds.add_argument("--seed", type=int, default=0, help="fold seed (default 0)")
     folds.add_argument("--out", type=Path, default=None, help="manifest file to write (default: print to stdout)")
     folds.set_defaults(func=reporting_input_errors("affbench data folds", run_folds))
-
-    synth = commands.add_parser(
-        "synth", help="generate the SynthAffect dataset in the Aff-Wild2 layout",
-        description="Generate SynthAffect (synthetic faces with known labels) in the Aff-Wild2 layout.")
-    synth.add_argument("--out", type=Path, required=True, help="output folder")
-    synth.add_argument("--size", choices=SYNTH_SIZES, default="small")
-    synth.add_argument("--seed", type=int, default=0)
-    synth.set_defaults(func=reporting_input_errors("affbench data synth", run_synth))
 
     check = commands.add_parser(
         "validate-submission", help="check an ABAW submission file against the organisers' order file",
@@ -195,15 +186,6 @@ def _provenance(dataset: Any, task: str) -> dict[str, Any]:
         return dataset.provenance(task)
     except TypeError:  # a dataset whose provenance() takes no task
         return dataset.provenance()
-
-
-def run_synth(args: argparse.Namespace) -> int:
-    """`affbench data synth`."""
-    from affbench_plugins.datasets.synthaffect import generate_synthaffect
-
-    path = generate_synthaffect(args.out, size=args.size, seed=args.seed, quiet=bool(getattr(args, "quiet", False)))
-    print(path)
-    return 0
 
 
 def run_validate_submission(args: argparse.Namespace) -> int:

@@ -15,21 +15,16 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from affbench.data.affwild2_layout import ACCEPTED_VALUES, LABEL_COLUMNS
 from affbench.data.records import VideoRecord
-
-# task -> (label width, description of accepted values, test of an array of valid rows)
-_ACCEPTED = {
-    "va": (2, "numbers in [-1, 1]", lambda v: (v >= -1) & (v <= 1)),
-    "expr": (1, "class indices 0..7", lambda v: (v == np.round(v)) & (v >= 0) & (v <= 7)),
-    "au": (12, "0 or 1", lambda v: (v == 0) | (v == 1)),
-}
 
 
 def check_labels(records: Iterable[VideoRecord], task: str, dataset: str) -> None:
     """Raise ValueError naming dataset, video, frame and value when a valid frame's label is out of range."""
-    if task not in _ACCEPTED:
+    if task not in ACCEPTED_VALUES:
         return
-    width, accepted, ok = _ACCEPTED[task]
+    width = len(LABEL_COLUMNS[task])
+    accepted, ok = ACCEPTED_VALUES[task]
     for record in records:
         if record.labels.shape[1] != width:
             raise ValueError(f"dataset '{dataset}' video '{record.video}': {record.labels.shape[1]} label "

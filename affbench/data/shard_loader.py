@@ -11,7 +11,8 @@ Two modes:
   so all ranks of a distributed job take the same number of steps whatever the shard sizes.
 
 Batching happens inside the workers with a numpy collate (one copy into a preallocated batch array), so the
-DataLoader moves whole batches and never collates per sample.
+DataLoader moves whole batches and never collates per sample. Each worker reports the shard versions whose
+checksums it verified, so the workers of the next epoch (forked from this process) do not hash them again.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from affbench.data.checksums import FileVersion, remember_verified, verified_versions
 from affbench.data.shard_manifest import ShardInfo
 from affbench.data.shard_payloads import CorruptShardError
 from affbench.data.shard_reading import Decoder, SkipCounts, check_on_corrupt, iter_shard_samples, log
@@ -34,10 +36,12 @@ _MAX_EMPTY_DRAWS_FACTOR = 4
 
 
 @dataclass
-class _SkipReport:
-    """Sent by each worker after its last batch so the main process learns what the "skip" policy dropped."""
+class _WorkerReport:
+    """Sent by each worker after its last batch: what the "skip" policy dropped, and the shard versions whose
+    checksums the worker verified."""
 
     counts: SkipCounts
+    verified: frozenset[FileVersion]
 
 
 @dataclass
@@ -191,7 +195,7 @@ class ShardBatchStream(IterableDataset):
         if not in_worker:
             self.counts.merge(counts)
         else:
-            yield _SkipReport(counts)
+            yield _WorkerReport(counts, verified_versions())
 
     def _batches(self, samples: Iterator[Any]) -> Iterator[dict]:
         batch: list[Any] = []
@@ -247,8 +251,9 @@ class ShardLoader:
             persistent_workers=False,
         )
         for item in loader:
-            if isinstance(item, _SkipReport):
+            if isinstance(item, _WorkerReport):
                 self.skipped.merge(item.counts)
+                remember_verified(item.verified)
                 continue
             if isinstance(item, _WorkerFailure):
                 raise item.error()

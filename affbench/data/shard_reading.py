@@ -10,6 +10,7 @@ up to the first dot of its base name, as webdataset does). Three kinds of damage
   "raise" fails naming shard and key, "skip" drops the sample and counts it;
 * a shard whose sample count differs from the manifest is corrupt (e.g. a valid but empty tar);
 * a shard whose checksum differs from the one its manifest recorded is corrupt (bytes flipped on disk, same size).
+  It is verified before its first sample is yielded, once per process per file version (see checksums.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from affbench.data.checksums import buffer_checksum, mismatch_message
+from affbench.data.checksums import file_version, mismatch_message, verify_buffer
 from affbench.data.shard_manifest import ShardInfo
 from affbench.data.shard_payloads import CorruptShardError, is_safe_extension
 
@@ -100,10 +101,11 @@ def _iter_checked(shard, decode, required, on_corrupt, counts) -> Iterator[Any]:
     if size != shard.size:
         raise CorruptShardError(path, f"holds {size} bytes but the manifest lists {shard.size} (truncated or altered)")
     try:
-        buffer = _map_shard(path)
+        buffer, st = _map_shard(path)
     except OSError as exc:
         raise CorruptShardError(path, f"cannot be read ({exc.strerror or exc})") from None
-    if shard.checksum is not None and (found := buffer_checksum(buffer)) != shard.checksum:
+    if shard.checksum is not None and (
+            found := verify_buffer(buffer, shard.checksum, file_version(path, st, shard.checksum))) is not None:
         raise CorruptShardError(path, mismatch_message(found, shard.checksum))
     seen = 0
     for key, members in _iter_member_groups(buffer, path):
@@ -155,20 +157,22 @@ def _iter_member_groups(buffer: memoryview, path: str) -> Iterator[tuple[str, di
         yield key, members
 
 
-def _map_shard(path: str) -> memoryview:
+def _map_shard(path: str) -> tuple[memoryview, os.stat_result]:
+    # The status is that of the file mapped, so the version a checksum is remembered under is of these bytes.
     # Member payloads are zero-copy views of the page cache: the only copy of a feature array is the one into
     # its batch. Shards are never modified in place (sets are swapped by rename), so the mapping stays valid
     # even when a newer set replaces this one while it is read.
     with open(path, "rb") as fh:
-        if os.fstat(fh.fileno()).st_size == 0:
-            return memoryview(b"")
+        st = os.fstat(fh.fileno())
+        if st.st_size == 0:
+            return memoryview(b""), st
         try:
             mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         except (OSError, ValueError):  # a file system without mmap support
-            return memoryview(fh.read())
+            return memoryview(fh.read()), st
     if hasattr(mapped, "madvise") and hasattr(mmap, "MADV_SEQUENTIAL"):
         mapped.madvise(mmap.MADV_SEQUENTIAL)
-    return memoryview(mapped)
+    return memoryview(mapped), st
 
 
 # A minimal tar reader over the mapped shard: webdataset shards are plain ustar files, and slicing members out

@@ -8,20 +8,16 @@ index 0..7 (the header still names the eight classes); AU twelve 0/1 values. Eve
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from affbench.data.affwild2_layout import (
-    ACTION_UNITS,
-    EXPRESSIONS,
     FILE_HEADERS,
     LABEL_COLUMNS,
     AffWild2FormatError,
+    check_submission_values,
     check_task,
-    parse_int,
-    parse_number,
 )
 
 LOCATION_COLUMN = "image_location"
@@ -97,21 +93,6 @@ def read_order_file(path: str | os.PathLike[str]) -> OrderFile:
     return OrderFile(path, locations, lines)
 
 
-def _check_values(path: Path, lineno: int, task: str, fields: list[str]) -> None:
-    if task == "va":
-        accepted = "expected a number in [-1, 1]"
-        for column, text in zip(LABEL_COLUMNS["va"], fields, strict=True):
-            value = parse_number(path, lineno, column, text, accepted)
-            if not (math.isfinite(value) and -1.0 <= value <= 1.0):
-                raise AffWild2FormatError(path, lineno, f"{column} value '{text}' is out of range", accepted)
-    elif task == "expr":
-        parse_int(path, lineno, "expression", fields[0], range(len(EXPRESSIONS)),
-                  "expected one class index 0..7 (Neutral..Other)", invalid=None)
-    else:
-        for column, text in zip(ACTION_UNITS, fields, strict=True):
-            parse_int(path, lineno, column, text, range(2), "expected 0 or 1 per AU", invalid=None)
-
-
 def _rows(path: Path, lines: list[str]) -> Iterator[tuple[int, list[str]]]:
     for i, line in enumerate(lines[1:]):
         lineno = i + 2
@@ -152,7 +133,7 @@ def validate_submission(path: str | os.PathLike[str], task: str, order: OrderFil
         if len(fields) - 1 != n_values:
             raise AffWild2FormatError(path, lineno, f"{len(fields) - 1} values after the image_location",
                                       f"expected {n_values} ({','.join(LABEL_COLUMNS[task])})")
-        _check_values(path, lineno, task, fields[1:])
+        check_submission_values(path, lineno, task, fields[1:])
         rows += 1
     if listed is not None and rows < listed:
         raise AffWild2FormatError(path, len(lines) + 1, f"the file ends after {rows} rows",

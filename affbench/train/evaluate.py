@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,13 +24,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from affbench.data.submission import OrderFile, parse_location, read_order_file, validate_submission
+from affbench import task_contract as contract
+from affbench.data.submission import (
+    LOCATION_COLUMN,
+    SUBMISSION_HEADERS,
+    OrderFile,
+    parse_location,
+    read_order_file,
+    validate_submission,
+)
 from affbench.data.windows import VideoPredictionMerger
 from affbench.devices import autocast, resolve_device
 from affbench.output import open_atomic
 from affbench.train import distributed
 
-SUBMISSION_NAMES = {"va": "VA_submission.txt", "expr": "EXPR_submission.txt", "au": "AU_submission.txt"}
 PREDICT_SPLITS = ("train", "validation", "test")
 
 
@@ -149,72 +157,48 @@ def mode_filter(labels: np.ndarray, window: int, n_classes: int) -> np.ndarray:
     return counts.argmax(axis=1)
 
 
-def _np(x: Any) -> np.ndarray | None:
-    if x is None:
-        return None
-    if isinstance(x, torch.Tensor):
-        return x.detach().float().cpu().numpy() if x.is_floating_point() else x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
 def task_probabilities(task: Any, raw: np.ndarray) -> np.ndarray | None:
-    """The task's per-frame probabilities (EXPR softmax, AU sigmoid; None for VA)."""
-    return _np(task.probabilities(torch.from_numpy(np.asarray(raw, np.float32))))
+    """The task's per-frame probabilities (None for a task without them, e.g. a regression)."""
+    probs = task.probabilities(torch.from_numpy(np.asarray(raw, np.float32)))
+    return None if probs is None else contract.as_numpy(probs)
+
+
+@contextmanager
+def _installed(task: Any, thresholds: Sequence[float] | None):
+    """The task with `thresholds` as its post-processing state for the block, its own state restored after."""
+    if thresholds is None or not hasattr(task, "thresholds"):
+        yield task
+        return
+    saved = contract.as_numpy(task.thresholds).copy()
+    set_thresholds(task, thresholds)
+    try:
+        yield task
+    finally:
+        set_thresholds(task, saved)
 
 
 def frame_values(task: Any, raw: np.ndarray, *, smoothing: int | None = None,
                  thresholds: Sequence[float] | None = None) -> np.ndarray:
-    """Submission values [n, label_dim] of one video from its merged raw outputs [n, out_dim]."""
-    raw = np.asarray(raw, np.float32)
-    name = getattr(task, "name", "")
-    window = int(smoothing or 0)
-    if name == "au":
-        prob = task_probabilities(task, raw)
-        if window > 1:
-            prob = moving_average(prob, window)
-        thr = np.asarray(thresholds if thresholds is not None else _thresholds(task), np.float64)
-        return (prob >= thr).astype(np.float32)
-    if name == "expr" and window > 1:
-        classes = raw.argmax(axis=1)
-        return mode_filter(classes, window, raw.shape[1]).astype(np.float32).reshape(-1, 1)
-    values = _np(task.postprocess(torch.from_numpy(raw))).astype(np.float32)
-    values = values.reshape(raw.shape[0], -1)
-    if name == "va" and window > 1:
-        values = np.clip(moving_average(values, window), -1.0, 1.0).astype(np.float32)
-    return values
-
-
-def _thresholds(task: Any) -> np.ndarray:
-    thr = getattr(task, "thresholds", None)
-    if thr is None:
-        return np.full(int(task.out_dim), 0.5)
-    return _np(thr).astype(np.float64)
+    """Submission values [n, label_dim] of one video from its merged raw outputs [n, out_dim]: the task's own
+    post-processing (smoothing over `smoothing` frames, its tuned state, or `thresholds` in its place)."""
+    with _installed(task, thresholds):
+        return contract.submission_values(task, raw, smoothing)
 
 
 def tune_thresholds(task: Any, outputs: VideoOutputs, *, smoothing: int | None = None) -> list[float] | None:
-    """Per-AU thresholds that maximise F1 on these (validation) outputs; None for tasks without thresholds."""
-    if getattr(task, "name", "") != "au" or not hasattr(task, "tune_thresholds"):
-        return None
-    probs, targets = [], []
-    for video in outputs.videos:
-        prob = task_probabilities(task, outputs.outputs[video])
-        if smoothing and smoothing > 1:
-            prob = moving_average(prob, int(smoothing))
-        keep = outputs.valid[video]
-        probs.append(prob[keep])
-        targets.append(outputs.labels[video][keep])
-    prob_all, target_all = np.concatenate(probs), np.concatenate(targets)
-    tuned = task.tune_thresholds(torch.from_numpy(prob_all.astype(np.float32)), torch.from_numpy(target_all))
-    thr = tuned if tuned is not None else task.thresholds
-    return [float(t) for t in _np(thr).reshape(-1)]
+    """The post-processing state (e.g. per-label thresholds) the task fits on these (selection split) outputs;
+    None for a task with nothing to tune."""
+    videos = outputs.videos
+    return contract.tune(task, [outputs.outputs[v] for v in videos], [outputs.labels[v] for v in videos],
+                         [outputs.valid[v] for v in videos], smoothing)
 
 
 def set_thresholds(task: Any, thresholds: Sequence[float] | None) -> None:
-    """Install per-AU thresholds on the task (ignored for tasks without thresholds)."""
+    """Install a tuned post-processing state on the task (ignored for tasks without one)."""
     if thresholds is None or not hasattr(task, "thresholds"):
         return
     current = task.thresholds
-    value = torch.as_tensor(list(thresholds), dtype=torch.float32)
+    value = torch.as_tensor(np.asarray(thresholds, np.float32))
     if isinstance(current, torch.Tensor):
         with torch.no_grad():
             current.copy_(value.to(current.device))
@@ -232,16 +216,14 @@ def score(task: Any, outputs: VideoOutputs, *, smoothing: int | None = None,
     n = int(sum(len(p) for p in pred))
     if n == 0:
         raise ValueError("no valid labelled frame in the split; nothing to score")
-    metrics = {k: float(v) for k, v in task.metrics(np.concatenate(pred), np.concatenate(target)).items()}
+    pred_all, target_all = np.concatenate(pred), np.concatenate(target)
+    metrics = {k: float(v) for k, v in task.metrics(pred_all, target_all).items()}
+    metrics.update(contract.registered_metrics(task, pred_all, target_all))
     metrics["frames"] = n
     return metrics, values
 
 
 # -- files -----------------------------------------------------------------------------------------------------
-
-
-def _fmt(x: float, integer: bool) -> str:
-    return str(int(round(x))) if integer else f"{x:.6f}"
 
 
 def write_predictions_csv(task: Any, outputs: VideoOutputs, values: Mapping[str, np.ndarray],
@@ -254,13 +236,10 @@ def write_predictions_csv(task: Any, outputs: VideoOutputs, values: Mapping[str,
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    name = getattr(task, "name", "")
-    label_names = list(task.label_names)
-    pred_cols = ["expression"] if name == "expr" else label_names
-    integer = name in ("expr", "au")
+    pred_cols = contract.prediction_columns(task)
+    probs_header = contract.probability_columns(task)
     with open_atomic(path) as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        probs_header = [f"p_{c}" for c in label_names] if name in ("expr", "au") else []
         writer.writerow(["video", "frame", "face", *pred_cols, *probs_header, "valid",
                          *(f"true_{c}" for c in pred_cols)])
         for video in sorted(values):
@@ -270,11 +249,11 @@ def write_predictions_csv(task: Any, outputs: VideoOutputs, values: Mapping[str,
             labels, valid = outputs.labels.get(video), outputs.valid.get(video)
             for i in range(vals.shape[0]):
                 row = [video, i + 1, int(face[i]) if face is not None else ""]
-                row += [_fmt(x, integer) for x in vals[i]]
+                row += [contract.format_value(task, x) for x in vals[i]]
                 if prob is not None:
                     row += [f"{p:.6f}" for p in prob[i]]
                 row += [int(valid[i]) if valid is not None else ""]
-                row += [_fmt(x, integer) for x in labels[i]] if labels is not None else [""] * len(pred_cols)
+                row += [contract.format_value(task, x) for x in labels[i]] if labels is not None else [""] * len(pred_cols)
                 writer.writerow(row)
     return path
 
@@ -290,9 +269,7 @@ def write_submission(task: Any, values: Mapping[str, np.ndarray], path: str | Pa
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    name = getattr(task, "name", "")
-    integer = name in ("expr", "au")
-    columns = list(task.label_names)
+    columns = contract.submission_columns(task)
     if order is None:
         order = [f"{v}/{i:05d}.jpg" for v in sorted(values) for i in range(1, values[v].shape[0] + 1)]
     filled = 0
@@ -309,10 +286,7 @@ def write_submission(task: Any, values: Mapping[str, np.ndarray], path: str | Pa
             if not 0 <= index < vals.shape[0]:
                 index = min(max(index, 0), vals.shape[0] - 1)
                 filled += 1
-            row = vals[index]
-            if name == "expr":
-                row = row[:1]
-            handle.write(",".join([location, *(_fmt(x, integer) for x in row)]) + "\n")
+            handle.write(",".join([location, *(contract.format_value(task, x) for x in vals[index])]) + "\n")
     return {"rows": len(order), "filled": filled}
 
 
@@ -422,9 +396,10 @@ def predict(checkpoint: str | Path, out_dir: str | Path, *, config: Any = None, 
     if distributed.init_distributed().is_main:
         task = model.task
         csv_path = write_predictions_csv(task, outputs, values, out_dir / f"predictions.{split}.csv")
-        sub_path = out_dir / SUBMISSION_NAMES.get(task.name, f"{task.name}_submission.txt")
+        sub_path = out_dir / contract.submission_file(task)
         counts = write_submission(task, values, sub_path, order=order)
-        if task.name in SUBMISSION_NAMES:  # a plugin task has no ABAW format to check against
-            validate_submission(sub_path, task.name, order)
+        labels_read = contract.annotation(task)
+        if SUBMISSION_HEADERS.get(labels_read) == (LOCATION_COLUMN, *contract.submission_columns(task)):
+            validate_submission(sub_path, labels_read, order)  # an ABAW submission: check it as the organisers
         result.update(predictions=str(csv_path), submission=str(sub_path), **counts)
     return result

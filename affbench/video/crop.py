@@ -35,6 +35,7 @@ from affbench.data.affwild2_layout import (
     CHALLENGE_DIRS,
     FILE_HEADERS,
     IMAGES_DIR,
+    INVALID_LINES,
     SPLIT_DIRS,
     TASKS,
     image_name,
@@ -49,8 +50,6 @@ from affbench.video.tracking import IoUTracker, Track
 MANIFEST_FORMAT = "affbench-crop"
 MANIFEST_VERSION = 1
 ANNOTATIONS_DIR = "annotations"
-# The invalid marker of each task: a template line says "no label here" until the user fills it.
-INVALID_LINES = {"va": "-5,-5", "expr": "-1", "au": ",".join(["-1"] * len(FILE_HEADERS["au"]))}
 JPEG_QUALITY = 95
 
 

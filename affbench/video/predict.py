@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from affbench.data.affwild2_layout import IMAGES_DIR, LABEL_COLUMNS
+from affbench import task_contract as contract
+from affbench.data.affwild2_layout import IMAGES_DIR
 from affbench.data.records import VideoRecord
 from affbench.output import write_text_atomic
 from affbench.video.crop import CropOptions, crop_videos, manifest_path, video_name
@@ -123,7 +124,7 @@ def predict_tracks(config: Mapping[str, Any], model, backbone, crops_root: Path,
         rows, has_image = track_features(backbone, crops_root / IMAGES_DIR / name, n,
                                          batch_size=int(config["extract"]["batch_size"]), device=device)
         features, mask = apply_policy(rows, has_image, data["missing_faces"])
-        label_dim = len(LABEL_COLUMNS.get(task.name, task.label_names))
+        label_dim = int(task.label_dim)
         record = VideoRecord(name, manifest["video"], [""] * n, np.zeros((n, label_dim), np.float32),
                              np.zeros(n, bool))
         windows = cut_windows(record, features, mask, window=int(data["window"]), stride=int(data["stride"]))
@@ -137,10 +138,16 @@ def predict_tracks(config: Mapping[str, Any], model, backbone, crops_root: Path,
 
 def task_columns(task) -> tuple[list[str], list[str]]:
     """(value columns, probability columns) of a task in the per-frame CSV."""
-    name = task.name
-    values = ["expression"] if name == "expr" else list(task.label_names)
-    probabilities = [f"p_{c}" for c in task.label_names] if name in ("expr", "au") else []
-    return values, probabilities
+    return list(contract.prediction_columns(task)), list(contract.probability_columns(task))
+
+
+def _cells(task, values: np.ndarray) -> list[str]:
+    """One frame's values as the CSV shows them: a class task's class name, integers, or 4-decimal numbers."""
+    if contract.output_kind(task) == "classes":
+        return [task.label_names[int(values[0])]]
+    if contract.integer_values(task):
+        return [str(int(v)) for v in values]
+    return [f"{v:.4f}" for v in values]
 
 
 def predictions_csv(task, manifest: Mapping[str, Any], tracks: list[TrackPrediction]) -> str:
@@ -155,12 +162,7 @@ def predictions_csv(task, manifest: Mapping[str, Any], tracks: list[TrackPredict
             if not track.face[i]:
                 row += [""] * (len(values_cols) + len(prob_cols))
             else:
-                if task.name == "expr":
-                    row.append(task.label_names[int(track.values[i, 0])])
-                elif task.name == "au":
-                    row += [str(int(v)) for v in track.values[i]]
-                else:
-                    row += [f"{v:.4f}" for v in track.values[i]]
+                row += _cells(task, track.values[i])
                 if track.probabilities is not None and prob_cols:
                     row += [f"{p:.4f}" for p in track.probabilities[i]]
             lines.append(",".join(row))

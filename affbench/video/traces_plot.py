@@ -1,6 +1,6 @@
-"""One PNG of a video's per-frame predictions, one panel per face track over time: valence and arousal as
-lines, the expression as a coloured band, AU activations as a raster; frames without a face are grey and
-left empty."""
+"""One PNG of a video's per-frame predictions, one panel per face track over time, drawn by the task's output
+kind: continuous values (VA) as lines, a class (EXPR) as a coloured band, labels (AU) as a raster; frames
+without a face are grey and left empty."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from affbench import task_contract as contract
 from affbench.output import open_atomic
 
 NO_FACE_GREY = (0.85, 0.85, 0.85)
@@ -28,13 +29,17 @@ def _draw_track(ax, task, track, times: np.ndarray, step: float) -> None:
 
     face = track.face
     extent = (times[0], times[-1] + step)
-    if task.name == "va":
-        for k, (name, colour) in enumerate(zip(task.label_names, ("tab:blue", "tab:red"), strict=False)):
+    kind = contract.output_kind(task)
+    if kind == "continuous":
+        colours = ("tab:blue", "tab:red", *mcolors.TABLEAU_COLORS)
+        for k, (name, colour) in enumerate(zip(contract.prediction_columns(task), colours, strict=False)):
             ax.plot(times, np.where(face, track.values[:, k], np.nan), color=colour, lw=1.2, label=name)
-        ax.set_ylim(-1.05, 1.05)
+        if getattr(task, "value_range", None):
+            low, high = task.value_range
+            ax.set_ylim(low - 0.025 * (high - low), high + 0.025 * (high - low))
         ax.axhline(0, color="black", lw=0.5)
         ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8)
-    elif task.name == "expr":
+    elif kind == "classes":
         palette = np.array([mcolors.to_rgb(c) for c in mcolors.TABLEAU_COLORS.values()])[:len(task.label_names)]
         band = palette[track.values[:, 0].astype(int)]
         band[~face] = NO_FACE_GREY
@@ -49,7 +54,7 @@ def _draw_track(ax, task, track, times: np.ndarray, step: float) -> None:
         ax.imshow(raster, aspect="auto", extent=(*extent, len(task.label_names), 0), cmap=cmap, vmin=0, vmax=1,
                   interpolation="nearest")
         ax.set_yticks(np.arange(len(task.label_names)) + 0.5, task.label_names, fontsize=7)
-    if task.name == "va":
+    if kind == "continuous":
         for start, stop in _no_face_runs(face):
             ax.axvspan(times[start], times[stop - 1] + step, color=NO_FACE_GREY, lw=0)
     ax.set_title(f"{track.track}: {int(face.sum())} of {face.size} frames with a face", fontsize=9, loc="left")
@@ -65,7 +70,7 @@ def plot_tracks(task, manifest: Mapping[str, Any], tracks: Sequence[Any], path: 
     step = 1.0 / fps
     n = int(manifest["frames"])
     times = float(manifest.get("start_time_s") or 0.0) + np.arange(n) * step
-    height = {"va": 2.2, "expr": 1.1, "au": 2.6}.get(task.name, 2.2)
+    height = {"continuous": 2.2, "classes": 1.1, "multilabel": 2.6}[contract.output_kind(task)]
     fig, axes = plt.subplots(len(tracks), 1, figsize=(11, 0.8 + height * len(tracks)), sharex=True, squeeze=False)
     for ax, track in zip(axes[:, 0], tracks, strict=True):
         _draw_track(ax, task, track, times, step)

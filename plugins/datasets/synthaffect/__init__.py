@@ -22,11 +22,33 @@ def affbench_register_datasets(register):
     register("synthaffect", SynthAffectDataset)
 
 
+def _synth_arguments(parser) -> None:
+    from pathlib import Path
+
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--size", choices=tuple(SIZES), default="small")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(func=_run_synth)
+
+
+def _run_synth(args) -> int:
+    """`affbench data synth`: generate SynthAffect into --out and print its folder."""
+    print(generate_synthaffect(args.out, size=args.size, seed=args.seed, quiet=bool(getattr(args, "quiet", False))))
+    return 0
+
+
+@hookimpl
+def affbench_register_commands(register):
+    register("data synth", _synth_arguments,
+             "generate the SynthAffect dataset (synthetic faces with known labels) in the Aff-Wild2 layout")
+
+
 __all__ = [
     "GENERATOR_VERSION",
     "SIZES",
     "SizeSpec",
     "SynthAffectDataset",
+    "affbench_register_commands",
     "affbench_register_datasets",
     "default_root",
     "generate_synthaffect",
