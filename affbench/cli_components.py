@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from affbench._registry import KIND_HOOKS, get_registry
+from affbench.core.registry import KIND_HOOKS, get_registry
 from affbench.output import format_table
 
 

@@ -14,7 +14,7 @@ import sys
 import zipfile
 from collections.abc import Callable
 
-from affbench._registry import PluginError
+from affbench.core.registry import PluginError
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -40,7 +40,7 @@ def one_line(exc: BaseException) -> str:
 def input_errors() -> tuple[type[BaseException], ...]:
     """INPUT_ERRORS plus CheckpointError once its module is loaded (importing it here would load torch for
     every command, `affbench list` included; a CheckpointError cannot exist before its module is imported)."""
-    checkpoints = sys.modules.get("affbench.train.checkpoints")
+    checkpoints = sys.modules.get("affbench.stages.checkpoints")
     return INPUT_ERRORS + ((checkpoints.CheckpointError,) if checkpoints is not None else ())
 
 

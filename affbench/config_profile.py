@@ -77,8 +77,8 @@ def _images(batch: int, size: int) -> np.ndarray:
 
 def backbone_figures(config: Mapping[str, Any], device: torch.device, *, rounds: int, quick: bool) -> list[Figure]:
     """Forward and training-step frames/s of the config's backbone at its batch sizes."""
-    from affbench.train.finetune import BackboneWithHead, _new_head, build_backbone
-    from affbench.train.frame_batches import batch_to_input
+    from affbench.stages.finetune import BackboneWithHead, _new_head, build_backbone
+    from affbench.stages.frame_batches import batch_to_input
 
     if config.get("backbone") is None:
         return [Figure("backbone forward", None, "frames/s", "no backbone: the config reads features"),
@@ -135,9 +135,9 @@ def _throwaway_cache() -> Iterator[None]:
 
 def extraction_figure(config: Mapping[str, Any], inputs: Any, *, videos: int) -> Figure:
     """End-to-end extraction frames/s on the first `videos` videos (with images) of the config's dataset."""
-    from affbench.train.extract import extract_videos
-    from affbench.train.finetune import build_backbone
-    from affbench.train.stage_inputs import ensure_frame_shards
+    from affbench.stages.extract import extract_videos
+    from affbench.stages.finetune import build_backbone
+    from affbench.stages.stage_inputs import ensure_frame_shards
 
     if config.get("backbone") is None:
         return Figure("extraction end to end", None, "frames/s", "no backbone")
@@ -159,7 +159,7 @@ def extraction_figure(config: Mapping[str, Any], inputs: Any, *, videos: int) ->
 def temporal_figures(config: Mapping[str, Any], feature_dim: int, device: torch.device, *, rounds: int,
                      quick: bool) -> list[Figure]:
     """Stage 3 training windows/s and windowed inference frames/s of the config's model."""
-    from affbench.train.pipeline import build_model
+    from affbench.stages.pipeline import build_model
 
     window, stride = int(config["data"]["window"]), int(config["data"]["stride"])
     train_batch = 2 if quick else int(config["train"]["batch_size"])
@@ -201,7 +201,7 @@ def temporal_figures(config: Mapping[str, Any], feature_dim: int, device: torch.
 def run_work(config: Mapping[str, Any], inputs: Any) -> dict[str, float]:
     """The amounts of one run of the config on `inputs` (fold 0): frames, windows, epochs."""
     from affbench.data.windows import window_starts
-    from affbench.train.finetune import finetune_frames
+    from affbench.stages.finetune import finetune_frames
 
     window, stride = int(config["data"]["window"]), int(config["data"]["stride"])
     extract_frames = float(sum(int(r.has_image.sum()) for r in inputs.records))
@@ -234,8 +234,8 @@ def profile_config(config: Mapping[str, Any], *, device: str | None = None, quic
                    rounds: int = 3, videos: int = 2) -> ConfigProfile:
     """Measure the config's components and project one run (fold 0) on its dataset."""
     from affbench.devices import resolve_device
-    from affbench.train.finetune import backbone_threads, build_backbone
-    from affbench.train.stage_inputs import load_stage_inputs
+    from affbench.stages.finetune import backbone_threads, build_backbone
+    from affbench.stages.stage_inputs import load_stage_inputs
 
     torch_device = resolve_device(device if device is not None else config.get("device"))
     rounds = 1 if quick else rounds
@@ -265,7 +265,7 @@ def profile_config(config: Mapping[str, Any], *, device: str | None = None, quic
 
 def format_profile(profile: ConfigProfile, *, quick: bool) -> str:
     """The printed summary: one table of rates, one of the projected run."""
-    from affbench.projection import _rate, format_duration
+    from affbench.bench_report import _rate, format_duration
 
     lines = [f"config {profile.config_path or '<config>'} on {profile.device}, dataset {profile.dataset}", "",
              f"{'component':<40} {'rate':>12}  {'unit':<10} at"]

@@ -286,7 +286,7 @@ class AffectModel(nn.Module):
 
 def _component_spec(value: Any, key: str, kind: str) -> tuple[str, dict[str, Any]]:
     """(name, options) of a config component, normalised by the config's one normaliser."""
-    from affbench.train.config import component_spec
+    from affbench.core.config import component_spec
 
     spec = component_spec(value, key, kind=kind)
     return spec["name"], spec["options"]

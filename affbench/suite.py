@@ -14,7 +14,7 @@ A suite file (YAML)::
 ``run_suite`` trains every (config, fold, seed) whose run directory lacks final metrics (``metrics.json``) or was
 written by a different resolved config, skips the others unless ``force``, and writes ``suite.json`` (every run's
 resolved config, seed, plugin versions, data provenance, metrics and timings) and the report. One fine-tune and one extraction per backbone and fold
-serve every row that needs them: the stages are content-addressed (see affbench.train.feature_cache).
+serve every row that needs them: the stages are content-addressed (see affbench.stages.feature_cache).
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def builtin_suite_path(name: str, data: str | None) -> Path:
     ``configs/synthaffect/suite.yaml`` is the paper suite scaled to SynthAffect, and other scaled suites live
     at ``configs/synthaffect/<name>.yaml``.
     """
-    from affbench.train.config import builtin_configs_root
+    from affbench.core.config import builtin_configs_root
 
     root = builtin_configs_root()
     if data == "affwild2":
@@ -208,7 +208,7 @@ def plan_runs(suite: Suite, *, folds: str | None = None, overrides: Mapping[str,
 
     A suite seed sets ``train.seed`` and ``finetune.seed`` of every config (over any override).
     """
-    from affbench.train.config import load_config
+    from affbench.core.config import load_config
 
     seeds: list[int | None] = list(suite.seeds) if suite.seeds else [None]
     configs = {seed: [load_config(p, run_overrides(suite, seed, overrides)) for p in suite.configs]
@@ -236,7 +236,7 @@ def seed_out_dir(out_dir: str | Path, seed: int | None) -> Path:
 
 def _run_record(config: Any, fold: int, run_dir: Path, metrics: Mapping[str, Any] | None, *, status: str,
                 seconds: dict[str, float], data_provenance: Mapping[str, Any] | None) -> dict[str, Any]:
-    from affbench.train.run_dir import plugin_versions
+    from affbench.stages.run_dir import plugin_versions
 
     return {
         "name": config["name"],
@@ -286,7 +286,7 @@ def run_one(config: Any, fold: int, seed: int | None, out_dir: Path, *, label: s
     import contextlib
 
     from affbench.run_lock import run_folder_lock
-    from affbench.train.run_dir import run_dir_path
+    from affbench.stages.run_dir import run_dir_path
 
     run_out = seed_out_dir(out_dir, seed)
     run_dir = run_dir_path(run_out, config, fold)
@@ -307,7 +307,7 @@ def write_suite_outputs(suite: Suite, out_dir: Path, planned: Sequence[tuple[Any
     """suite.json and the report of finished `runs` (one record per planned run, from `_run_row`); whoever ran
     them (this process, or a cluster's jobs) gathers them here. Returns suite.json's record."""
     from affbench.output import write_json
-    from affbench.train.run_dir import plugin_versions
+    from affbench.stages.run_dir import plugin_versions
 
     record = {
         "suite": suite.name,
@@ -356,7 +356,7 @@ def _bootstrap_settings(suite: Suite):
 def preflight_suite(planned: Sequence[tuple[Any, ...]], out_dir: Path) -> None:
     """Before the first row: --out and the cache are writable, and every dataset the rows name opens."""
     from affbench.preflight import check_run_folders
-    from affbench.train.stage_inputs import open_dataset
+    from affbench.stages.stage_inputs import open_dataset
 
     check_run_folders(out_dir)
     for spec in {json.dumps(config["data"]["dataset"], sort_keys=True) for config, *_ in planned}:
@@ -366,8 +366,8 @@ def preflight_suite(planned: Sequence[tuple[Any, ...]], out_dir: Path) -> None:
 def _run_row(config: Any, fold: int, run_dir: Path, label: str, *, out_dir: Path, force: bool,
              quiet: bool) -> dict[str, Any]:
     """Train one (config, fold) row, or skip it when its run folder holds final metrics of this config."""
-    from affbench.train.pipeline import window_data
-    from affbench.train.trainer import train
+    from affbench.stages.pipeline import window_data
+    from affbench.stages.trainer import train
 
     metrics_path = run_dir / "metrics.json"
     no_other_config = _holds_no_other_config(run_dir, config)

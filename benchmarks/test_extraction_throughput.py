@@ -19,12 +19,12 @@ import torch
 from benchkit import measure
 from benchmarks_paths import fresh_dir
 
+from affbench.core.config import resolve
 from affbench.data.window_shards import build_window_shards
-from affbench.train import feature_cache as cache
-from affbench.train.config import resolve
-from affbench.train.extract import FeatureSet, extract_videos
-from affbench.train.finetune import backbone_threads, build_backbone
-from affbench.train.stage_inputs import ensure_frame_shards, load_stage_inputs
+from affbench.stages import feature_cache as cache
+from affbench.stages.extract import FeatureSet, extract_videos
+from affbench.stages.finetune import backbone_threads, build_backbone
+from affbench.stages.stage_inputs import ensure_frame_shards, load_stage_inputs
 from affbench_plugins.clip_backbone import TINY_VIT
 
 BACKBONES = {

@@ -14,9 +14,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from stage_fixtures import forwards, tiny_config  # noqa: E402
 
-from affbench.train import distributed  # noqa: E402
-from affbench.train import finetune as stage1  # noqa: E402
-from affbench.train.extract import extract_features  # noqa: E402
+from affbench.stages import distributed  # noqa: E402
+from affbench.stages import finetune as stage1  # noqa: E402
+from affbench.stages.extract import extract_features  # noqa: E402
 
 
 def main() -> None:

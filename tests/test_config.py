@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from affbench.train.config import ConfigError, dump_resolved, find_config, load_config, schema_reference
+from affbench.core.config import ConfigError, dump_resolved, find_config, load_config, schema_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,7 +114,7 @@ def test_builtin_configs_load(path):
 def test_the_section_dataclasses_hold_the_defaults_a_config_resolves_to():
     import dataclasses
 
-    from affbench.train.config import RunConfig, resolve
+    from affbench.core.config import RunConfig, resolve
 
     typed = dataclasses.asdict(RunConfig(name="run", task={"name": "va", "options": {}}))
     assert resolve({"task": "va"}, check_components=False).to_dict() == typed

@@ -12,7 +12,7 @@ import pytest
 from trainer_fixtures import write_tiny_data
 
 from affbench.data.window_shards import WindowShards
-from affbench.train.evaluate import evaluate
+from affbench.stages.evaluate import evaluate
 
 SCRIPT = Path(__file__).resolve().parent / "trainer_fixtures.py"
 

@@ -9,9 +9,9 @@ import torch
 from faults import assert_input_error, cli, cli_process, flip_byte, write_config
 
 import affbench
-from affbench._registry import get_registry
+from affbench.core.config import ConfigError, load_config
+from affbench.core.registry import get_registry
 from affbench.data.shard_manifest import MANIFEST_NAME
-from affbench.train.config import ConfigError, load_config
 
 pytestmark = pytest.mark.filterwarnings("ignore:affbench. skipped plugin:RuntimeWarning")
 

@@ -8,9 +8,9 @@ import torch
 from safetensors.torch import load_file
 from stage_fixtures import TinyNet, tiny_config
 
-import affbench.train.finetune as stage1
+import affbench.stages.finetune as stage1
 from affbench.data.frame_shards import FrameShards
-from affbench.train.stage_inputs import load_stage_inputs
+from affbench.stages.stage_inputs import load_stage_inputs
 
 pytest_plugins = ["stage_plugin"]  # the synth_root and home fixtures
 

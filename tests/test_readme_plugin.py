@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import affbench
-from affbench import _registry
 from affbench.cli import main
+from affbench.core import registry as registry_module
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -39,10 +39,10 @@ def installed_example(tmp_path, monkeypatch):
     eps = "\n".join(f"{k} = {v}" for k, v in project["entry-points"]["affbench"].items())
     (info / "entry_points.txt").write_text(f"[affbench]\n{eps}\n")
     monkeypatch.syspath_prepend(str(site))
-    _registry.reset_registry()
+    registry_module.reset_registry()
     yield
     sys.modules.pop("affbench_mean_colour", None)
-    _registry.reset_registry()
+    registry_module.reset_registry()
 
 
 def test_readme_plugin_is_listed_and_builds(installed_example, capsys):

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from trainer_fixtures import KILL_AFTER_STEP_ENV, write_tiny_data
 
-from affbench.train.checkpoints import load_checkpoint
+from affbench.stages.checkpoints import load_checkpoint
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "trainer_fixtures.py"

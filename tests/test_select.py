@@ -22,11 +22,11 @@ from trainer_fixtures import (
     write_tiny_data,
 )
 
+from affbench.core.config import ConfigError, resolve
 from affbench.data.window_shards import WindowShards
-from affbench.train.checkpoints import load_checkpoint
-from affbench.train.config import ConfigError, resolve
-from affbench.train.pipeline import WindowData
-from affbench.train.trainer import train
+from affbench.stages.checkpoints import load_checkpoint
+from affbench.stages.pipeline import WindowData
+from affbench.stages.trainer import train
 
 VALIDATION_LENGTHS = {split: lengths for split, lengths, _ in TINY_SPLITS}["validation"]
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from affbench.core.config import Config, resolve
 from affbench.data.records import VideoRecord
 from affbench.data.window_shards import write_window_shards
-from affbench.train.config import Config, resolve
-from affbench.train.pipeline import WindowData
+from affbench.stages.pipeline import WindowData
 
 LABEL_DIM = {"va": 2, "expr": 1, "au": 12}
 FEATURE_DIM = 6
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
     import json
 
-    from affbench.train.trainer import train
+    from affbench.stages.trainer import train
 
     parser = argparse.ArgumentParser()
     parser.add_argument("data_dir", type=Path)

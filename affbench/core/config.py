@@ -511,7 +511,7 @@ def _component_keys(schema: Mapping[str, Any], prefix: str = "") -> list[tuple[s
 
 def _check_components(config: Config) -> None:
     """Unknown component names and unknown options fail, naming the file and the key."""
-    from affbench._registry import UnknownComponentError, get_registry, unknown_option
+    from affbench.core.registry import UnknownComponentError, get_registry, unknown_option
 
     registry = get_registry()
     for path, spec in _component_keys(SCHEMA):

@@ -286,8 +286,8 @@ def build_window_shards(
     "test") pass theirs. `selection` (how held-out training videos were drawn) joins the key and the provenance
     of the splits it shaped.
     """
-    from affbench.train import feature_cache as cache
-    from affbench.train.extract import video_features
+    from affbench.stages import feature_cache as cache
+    from affbench.stages.extract import video_features
 
     if records is None:
         records = {"train": inputs.train, "validation": inputs.validation}[split]

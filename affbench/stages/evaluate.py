@@ -36,7 +36,7 @@ from affbench.data.submission import (
 from affbench.data.windows import VideoPredictionMerger
 from affbench.devices import autocast, resolve_device
 from affbench.output import open_atomic
-from affbench.train import distributed
+from affbench.stages import distributed
 
 PREDICT_SPLITS = ("train", "validation", "test")
 
@@ -295,10 +295,10 @@ def write_submission(task: Any, values: Mapping[str, np.ndarray], path: str | Pa
 
 def load_trained(checkpoint: str | Path, config: Any = None, *, device: str | torch.device | None = None):
     """(config, model, checkpoint dict) from a ``best.pt``/``last.pt`` (config from the checkpoint if not given)."""
-    from affbench.train.checkpoints import CheckpointError, load_checkpoint
-    from affbench.train.config import as_config
-    from affbench.train.pipeline import build_model
-    from affbench.train.run_checkpoints import checkpoint_config
+    from affbench.core.config import as_config
+    from affbench.stages.checkpoints import CheckpointError, load_checkpoint
+    from affbench.stages.pipeline import build_model
+    from affbench.stages.run_checkpoints import checkpoint_config
 
     ckpt = load_checkpoint(checkpoint)
     if config is None:
@@ -325,7 +325,7 @@ def _split_outputs(config: Any, model: torch.nn.Module, *, fold: int | None, spl
                    quiet: bool) -> VideoOutputs:
     if split not in ("train", "validation"):
         raise ValueError(f"split must be 'train' or 'validation', got {split!r}")
-    from affbench.train.pipeline import open_window_shards, window_data
+    from affbench.stages.pipeline import open_window_shards, window_data
 
     data = window_data(config, fold=fold, quiet=quiet, data=data)
     shards = open_window_shards(config, data, split)
@@ -354,9 +354,9 @@ def _test_outputs(config: Any, model: torch.nn.Module, *, fold: int | None, orde
     cache; fine-tuned on the run's fold), whole videos through windows merged per frame."""
     from affbench.data.affwild2_layout import unlabelled_records
     from affbench.data.window_shards import WindowShards, build_window_shards
-    from affbench.train.extract import extract_features
-    from affbench.train.pipeline import expected_provenance
-    from affbench.train.stage_inputs import load_stage_inputs
+    from affbench.stages.extract import extract_features
+    from affbench.stages.pipeline import expected_provenance
+    from affbench.stages.stage_inputs import load_stage_inputs
 
     inputs = load_stage_inputs(config, fold)
     records = unlabelled_records(order.frames_per_video(), inputs.dataset.image_root, int(model.task.label_dim))

@@ -27,9 +27,9 @@ from tqdm.auto import tqdm
 from affbench.data.records import VideoRecord
 from affbench.devices import resolve_device
 from affbench.output import write_manifest
-from affbench.train import distributed
-from affbench.train import feature_cache as cache
-from affbench.train.finetune import (
+from affbench.stages import distributed
+from affbench.stages import feature_cache as cache
+from affbench.stages.finetune import (
     backbone_threads,
     build_backbone,
     finetune,
@@ -37,8 +37,8 @@ from affbench.train.finetune import (
     load_finetuned,
     seeded_backbone,
 )
-from affbench.train.frame_batches import batch_to_input, frame_batches
-from affbench.train.stage_inputs import StageInputs, ensure_frame_shards, load_stage_inputs
+from affbench.stages.frame_batches import batch_to_input, frame_batches
+from affbench.stages.stage_inputs import StageInputs, ensure_frame_shards, load_stage_inputs
 
 IDENTITY_FILE = "identity.json"
 

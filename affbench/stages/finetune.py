@@ -31,11 +31,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from affbench.output import write_bytes_atomic, write_manifest
-from affbench.train import distributed
-from affbench.train import feature_cache as cache
-from affbench.train.frame_batches import batch_to_input, frame_batches
-from affbench.train.multitask_labels import MultiTaskLabels
-from affbench.train.stage_inputs import (
+from affbench.stages import distributed
+from affbench.stages import feature_cache as cache
+from affbench.stages.frame_batches import batch_to_input, frame_batches
+from affbench.stages.multitask_labels import MultiTaskLabels
+from affbench.stages.stage_inputs import (
     StageInputs,
     ensure_frame_shards,
     load_stage_inputs,
@@ -266,7 +266,7 @@ class _FinetuneRun:
 
     def _resume(self) -> tuple[int, list[dict[str, Any]]]:
         """(epochs already done, their history) from the epoch checkpoint a killed run left, else (0, [])."""
-        from affbench.train.checkpoints import load_checkpoint, restore_rng_state
+        from affbench.stages.checkpoints import load_checkpoint, restore_rng_state
 
         if not self.checkpoint_path.is_file():
             return 0, []
@@ -280,7 +280,7 @@ class _FinetuneRun:
 
     def train(self) -> list[dict[str, Any]]:
         """Train the remaining epochs, checkpointing after each; the per-epoch history."""
-        from affbench.train.checkpoints import capture_rng_state, model_state, save_checkpoint
+        from affbench.stages.checkpoints import capture_rng_state, model_state, save_checkpoint
 
         options, info, device = self.options, self.info, self.device
         start_epoch, history = self._resume()

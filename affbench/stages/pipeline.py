@@ -18,12 +18,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from affbench.core.config import Config, ConfigError, as_config
 from affbench.data.records import VideoRecord
 from affbench.data.window_shards import build_window_shards
-from affbench.train import distributed
-from affbench.train.config import Config, ConfigError, as_config
-from affbench.train.extract import extract_features
-from affbench.train.stage_inputs import StageInputs, load_stage_inputs
+from affbench.stages import distributed
+from affbench.stages.extract import extract_features
+from affbench.stages.stage_inputs import StageInputs, load_stage_inputs
 
 SPLITS = ("train", "validation")
 SELECTION = "selection"

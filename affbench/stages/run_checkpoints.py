@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from affbench.train.checkpoints import CheckpointError, load_checkpoint
-from affbench.train.config import config_digest, resolve
+from affbench.core.config import config_digest, resolve
+from affbench.stages.checkpoints import CheckpointError, load_checkpoint
 
 RESOLVED_CONFIG = "config.resolved.yaml"
 # The sections that make two runs the same run (the trainer's resume check uses the same ones).

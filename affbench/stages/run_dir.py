@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from affbench.core.config import Config, dump_resolved
 from affbench.output import write_json, write_text_atomic
-from affbench.train.config import Config, dump_resolved
 
 
 def run_dir_path(out: str | Path, config: Mapping[str, Any], fold: int | None) -> Path:
@@ -31,7 +31,7 @@ def run_dir_path(out: str | Path, config: Mapping[str, Any], fold: int | None) -
 def plugin_versions(config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Loaded plugins with versions, and which plugin provided each component the config names."""
     import affbench
-    from affbench._registry import get_registry
+    from affbench.core.registry import get_registry
 
     registry = get_registry()
     plugins = [

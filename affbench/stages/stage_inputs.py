@@ -20,7 +20,7 @@ from affbench.data.image_stamps import record_stamps, stamps_digest
 from affbench.data.record_checks import check_labels, faceless_videos
 from affbench.data.records import VideoRecord
 from affbench.output import to_jsonable
-from affbench.train import feature_cache as cache
+from affbench.stages import feature_cache as cache
 
 # Small enough that a few DataLoader workers each get a shard on small sets; ~50 MB on Aff-Wild2.
 MAX_FRAMES_PER_SHARD = 10000

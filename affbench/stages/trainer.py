@@ -31,12 +31,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from affbench.core.config import Config, as_config, config_digest
 from affbench.devices import autocast
 from affbench.output import write_json
 from affbench.preflight import check_run_folders
 from affbench.run_lock import run_folder_lock
-from affbench.train import distributed
-from affbench.train.checkpoints import (
+from affbench.stages import distributed
+from affbench.stages.checkpoints import (
     CheckpointError,
     capture_rng_state,
     load_checkpoint,
@@ -45,12 +46,11 @@ from affbench.train.checkpoints import (
     save_checkpoint,
     unwrap_model,
 )
-from affbench.train.config import Config, as_config, config_digest
-from affbench.train.evaluate import run_windows, score, tune_thresholds, write_predictions_csv
-from affbench.train.pipeline import WindowData, build_model, open_window_shards, split_dir, window_data
-from affbench.train.run_checkpoints import RUN_SECTIONS, load_best_checkpoint
-from affbench.train.run_dir import prepare_run_dir, run_dir_path, write_metrics_csv
-from affbench.train.schedule import build_scheduler
+from affbench.stages.evaluate import run_windows, score, tune_thresholds, write_predictions_csv
+from affbench.stages.pipeline import WindowData, build_model, open_window_shards, split_dir, window_data
+from affbench.stages.run_checkpoints import RUN_SECTIONS, load_best_checkpoint
+from affbench.stages.run_dir import prepare_run_dir, run_dir_path, write_metrics_csv
+from affbench.stages.schedule import build_scheduler
 
 # Called after every optimizer step with the global step count (after any checkpoint due at it). The tests use
 # it to SIGKILL a run mid-epoch and prove that it resumes to the same parameters as an uninterrupted one.
