@@ -6,8 +6,9 @@ inputs, so the rows of a suite that share a backbone and fold share one fine-tun
 the three tasks share the features of a backbone that was not fine-tuned.
 
 Under ``train.select: inner`` a seeded slice of the fold's training videos becomes a third split,
-``selection``, cut from the same features: stage 3 does not train on it and picks its epoch on it. Stages 1
-and 2 still use every training video of the fold (the slice's frames shaped the fine-tuned backbone).
+``selection``, cut from the same features: stage 3 does not train on it and picks its epoch on it, and the
+fine-tune of stage 1 leaves it out too (`affbench.stages.finetune.finetune_frames`), so the slice scores a
+model that never saw it, as the validation videos do. Stage 2 extracts it like any other video.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from affbench.core.config import Config, ConfigError, as_config
+from affbench.core.config import Config, as_config
 from affbench.data.records import VideoRecord
 from affbench.data.window_shards import build_window_shards
 from affbench.stages import distributed
 from affbench.stages.extract import extract_features
-from affbench.stages.stage_inputs import StageInputs, load_stage_inputs
+from affbench.stages.stage_inputs import StageInputs, load_stage_inputs, selection_spec
 
 SPLITS = ("train", "validation")
 SELECTION = "selection"
@@ -87,23 +88,6 @@ def build_model(config: Config, feature_dim: int):
     from affbench.model import create_model
 
     return create_model({**config.to_dict(), "backbone": None, "feature_dim": int(feature_dim)})
-
-
-def selection_spec(config: Mapping[str, Any], inputs: StageInputs) -> dict | None:
-    """How the selection split is drawn from the fold's training videos (None unless train.select is inner)."""
-    from affbench.data.folds import FoldError, hold_out_sources
-
-    train = config["train"]
-    if train["select"] != "inner":
-        return None
-    try:
-        _, held = hold_out_sources(inputs.train, float(train["select_fraction"]), int(train["select_seed"]))
-    except FoldError as exc:
-        where = config.where("train.select") if hasattr(config, "where") else "config"
-        raise ConfigError(f"{where}: train.select: inner: task '{inputs.task}' fold {inputs.fold}: {exc}; set "
-                          "train.select to last or validation") from None
-    return {"fraction": float(train["select_fraction"]), "seed": int(train["select_seed"]),
-            "videos": [r.video for r in held]}
 
 
 def stage3_records(config: Mapping[str, Any], inputs: StageInputs) -> dict[str, list[VideoRecord]]:
