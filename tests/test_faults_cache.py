@@ -157,7 +157,7 @@ def _shard_set(tmp_path):
 
     from affbench.data.window_shards import WindowShards
 
-    reader = WindowShards(write_tiny_data(tmp_path / "data").train)
+    reader = WindowShards(write_tiny_data(tmp_path / "data").train_dir)
     time.sleep(0.05)  # a later write lands on a later clock tick than the files' creation, as on any real set
     return reader
 
