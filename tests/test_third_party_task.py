@@ -195,7 +195,9 @@ def mood_plugin():
 
 
 def _mood_config(task):
-    return {"task": task, "data": {"dataset": {"name": "moods", "options": {}}, "folds": 2, "fold_seed": 0}}
+    # The stages read a loaded config: components already in their {name, options} form.
+    return {"task": {"name": task, "options": {}},
+            "data": {"dataset": {"name": "moods", "options": {}}, "folds": 2, "fold_seed": 0}}
 
 
 def test_a_third_party_dataset_brings_its_own_task(mood_plugin):
