@@ -298,22 +298,12 @@ class AffectModel(nn.Module):
         return self.head(h, mask)
 
 
-def _component_spec(value: Any, key: str) -> tuple[str, dict[str, Any]]:
-    """A config component (a name or {name, options}) -> (name, options)."""
-    if isinstance(value, str):
-        return value, {}
-    if isinstance(value, Mapping):
-        extra = sorted(set(value) - {"name", "options"})
-        if extra:
-            raise ValueError(f"config key {key}: unknown key '{extra[0]}'; accepted: name, options")
-        if not isinstance(value.get("name"), str):
-            raise ValueError(f"config key {key}.name: expected a component name (string), got "
-                             f"{value.get('name')!r}")
-        options = value.get("options") or {}
-        if not isinstance(options, Mapping):
-            raise ValueError(f"config key {key}.options: expected a mapping, got {type(options).__name__}")
-        return value["name"], dict(options)
-    raise ValueError(f"config key {key}: expected a name or {{name, options}}, got {value!r}")
+def _component_spec(value: Any, key: str, kind: str) -> tuple[str, dict[str, Any]]:
+    """(name, options) of a config component, normalised by the config's one normaliser."""
+    from affbench.core.config import component_spec
+
+    spec = component_spec(value, key, kind=kind)
+    return spec["name"], spec["options"]
 
 
 HEAD_KEYS = ("hidden", "dropout", "norm", "activation")
@@ -327,13 +317,13 @@ def create_model(config: Mapping[str, Any]) -> AffectModel:
         raise TypeError(f"create_model: config must be a mapping, got {type(config).__name__}")
     if config.get("task") is None:
         raise ValueError("config key task: required; a task name (va, expr, au) or {name, options}")
-    task_name, task_options = _component_spec(config["task"], "task")
+    task_name, task_options = _component_spec(config["task"], "task", "task")
     task = affbench.create("task", task_name, **task_options)
 
     backbone = None
     feature_dim = config.get("feature_dim")
     if config.get("backbone") is not None:
-        name, options = _component_spec(config["backbone"], "backbone")
+        name, options = _component_spec(config["backbone"], "backbone", "backbone")
         backbone = affbench.create("backbone", name, **options)
         feature_dim = int(backbone.out_dim)
     elif not isinstance(feature_dim, int) or isinstance(feature_dim, bool) or feature_dim <= 0:
@@ -349,7 +339,7 @@ def create_model(config: Mapping[str, Any]) -> AffectModel:
     blocks = []
     dim = feature_dim
     for i, item in enumerate(temporal_cfg):
-        name, options = _component_spec(item, f"model.temporal[{i}]")
+        name, options = _component_spec(item, f"model.temporal[{i}]", "temporal")
         if "in_dim" in options:
             raise ValueError(f"config key model.temporal[{i}].options.in_dim: set by the model (the previous "
                              f"block's out_dim); remove it")

@@ -198,7 +198,7 @@ class PairedRounds:
     On a shared machine speed drifts between two benchmarks by more than many goals' margins. Pass ``setup`` (or
     call it from the benchmark's own setup) to ``measure``: it runs ``baseline`` once and records its rate; then
     ``record`` stores the median of the per-round ratios as ``extra_info["paired_ratio"]`` against
-    ``baseline_name``, which ``affbench.projection.ratio`` uses in place of the two medians' ratio.
+    ``baseline_name``, which ``affbench.bench_report.ratio`` uses in place of the two medians' ratio.
     """
 
     def __init__(self, baseline_name: str, baseline: Callable[[], Any], items: int, device: torch.device) -> None:

@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from affbench.data.frame_shards import FrameShards, decode_jpeg, decoded_crops
     from affbench.model import input_pixels, preprocess_images
-    from affbench.train.finetune import backbone_threads, build_backbone
-    from affbench.train.stage_inputs import ensure_frame_shards, load_stage_inputs
+    from affbench.stages.finetune import backbone_threads, build_backbone
+    from affbench.stages.stage_inputs import ensure_frame_shards, load_stage_inputs
 
     spec = BACKBONES[args.backbone] or CLIP["clip_small"]
     sizes = sizes_for("cpu")

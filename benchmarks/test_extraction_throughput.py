@@ -24,12 +24,13 @@ import torch
 from benchkit import PairedRounds, measure
 from benchmarks_paths import fresh_dir
 
+from affbench.core.config import resolve
 from affbench.data.frame_shards import decoded_crops
-from affbench.train import feature_cache as cache
-from affbench.train.config import resolve
-from affbench.train.extract import FeatureSet, build_window_shards, extract_videos
-from affbench.train.finetune import backbone_threads, build_backbone
-from affbench.train.stage_inputs import ensure_frame_shards, load_stage_inputs
+from affbench.data.window_shards import build_window_shards
+from affbench.stages import feature_cache as cache
+from affbench.stages.extract import FeatureSet, extract_videos
+from affbench.stages.finetune import backbone_threads, build_backbone
+from affbench.stages.stage_inputs import ensure_frame_shards, load_stage_inputs
 from affbench_plugins.clip_backbone import TINY_VIT
 
 BACKBONES = {
@@ -77,7 +78,7 @@ def forward_only(case: dict, device: torch.device):
     """The backbone on the case's frames decoded and preprocessed beforehand, same batch and threads: a callable
     that runs every frame once."""
     from affbench.data.frame_shards import FrameShards, frame_pixels
-    from affbench.train.frame_batches import batch_to_input
+    from affbench.stages.frame_batches import batch_to_input
 
     backbone = case["backbone"].to(device).eval()
     pixels = np.stack([frame_pixels(s) for s in FrameShards(case["frame_shards"])])

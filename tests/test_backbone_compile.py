@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 from stage_fixtures import tiny_config
 
-import affbench.train.finetune as ft
-from affbench.train.extract import extract_features
+import affbench.stages.finetune as ft
+from affbench.stages.extract import extract_features
 
 pytest_plugins = ["stage_plugin"]  # the synth_root and home fixtures
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from affbench.projection import find, load_results, ratio
+from affbench.bench_report import find, load_results, ratio
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text(encoding="utf-8")

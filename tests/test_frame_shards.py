@@ -203,7 +203,7 @@ def test_decoded_crops_are_stored_at_the_input_size_and_read_as_pixels(dataset, 
     import torch
 
     from affbench.model import Preprocess, input_pixels
-    from affbench.train.frame_batches import batch_to_input, frame_batches
+    from affbench.stages.frame_batches import batch_to_input, frame_batches
 
     root, records = dataset
     crops = Preprocess(image_size=8, mean=(0.5,) * 3, std=(0.25,) * 3, resize="pad")
@@ -231,7 +231,7 @@ def test_decoded_crops_are_stored_at_the_input_size_and_read_as_pixels(dataset, 
 def test_small_backbones_get_decoded_crops_and_large_ones_keep_the_jpeg(dataset, tmp_path, monkeypatch):
     from affbench.data.frame_shards import DECODED_MAX_SIZE
     from affbench.model import Preprocess
-    from affbench.train.stage_inputs import ensure_frame_shards
+    from affbench.stages.stage_inputs import ensure_frame_shards
 
     monkeypatch.setenv("AFFBENCH_HOME", str(tmp_path / "home"))
     root, records = dataset

@@ -248,21 +248,10 @@ class FrameShards(ShardSet):
         """A torch IterableDataset of batches (use with ``DataLoader(ds, batch_size=None, num_workers=...)``)."""
         if decode not in DECODE_MODES:
             raise ValueError(f"decode must be one of {DECODE_MODES}, got {decode!r}")
-        return ShardBatchStream(
-            self.shards,
-            decode=_FrameDecoder(decode, transform),
-            required=REQUIRED,
-            collate=_collate_frames,
-            batch_size=batch_size,
-            shuffle_seed=shuffle_seed,
-            epoch=epoch,
-            rank=rank,
-            world_size=world_size,
-            resampled_len=resampled_len,
-            shuffle_buffer=shuffle_buffer,
-            drop_last=drop_last,
-            on_corrupt=self.on_corrupt,
-        )
+        return self.batch_stream(decode=_FrameDecoder(decode, transform), collate=_collate_frames,
+                                 batch_size=batch_size, shuffle_seed=shuffle_seed, epoch=epoch, rank=rank,
+                                 world_size=world_size, resampled_len=resampled_len, shuffle_buffer=shuffle_buffer,
+                                 drop_last=drop_last)
 
     def loader(self, batch_size: int, *, num_workers: int = 0, pin_memory: bool = False, **options: Any) -> ShardLoader:
         """Batches {image uint8 [B,H,W,3] (or transformed, or ``jpg`` bytes list), labels, valid, frame, video, key};

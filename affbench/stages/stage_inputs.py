@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 
 from affbench import task_contract as contract
+from affbench.core.config import ConfigError
 from affbench.data.folds import FoldError, hold_out_sources
 from affbench.data.image_stamps import record_stamps, stamps_digest
 from affbench.data.record_checks import check_labels, faceless_videos
 from affbench.data.records import VideoRecord
-from affbench.train import feature_cache as cache
-from affbench.train.config import ConfigError
+from affbench.output import to_jsonable
+from affbench.stages import feature_cache as cache
 
 # Small enough that a few DataLoader workers each get a shard on small sets; ~50 MB on Aff-Wild2.
 MAX_FRAMES_PER_SHARD = 10000
@@ -82,23 +83,15 @@ class StageInputs:
         return sorted([*self.train, *self.validation], key=lambda r: r.video)
 
 
-def component_spec(value: Any) -> dict:
-    """A config component (name or {name, options}) as {name, options}."""
-    if isinstance(value, str):
-        return {"name": value, "options": {}}
-    return {"name": value["name"], "options": dict(value.get("options") or {})}
-
-
 def task_name(config: Mapping[str, Any]) -> str:
     """The config's task name."""
-    return component_spec(config["task"])["name"]
+    return config["task"]["name"]
 
 
 def open_dataset(spec: Mapping[str, Any]) -> Any:
     """The dataset plugin object for a {name, options} spec, built once per process and spec."""
     import affbench
 
-    spec = component_spec(spec)
     key = cache.stable_hash(spec)
     with _datasets_lock:
         if key not in _datasets:
@@ -108,7 +101,7 @@ def open_dataset(spec: Mapping[str, Any]) -> Any:
 
 def dataset_provenance(dataset: Any) -> dict:
     """The dataset's provenance (for every task), as plain JSON values."""
-    return cache._jsonable(dataset.provenance())
+    return to_jsonable(dataset.provenance(), other=str)
 
 
 def dataset_annotation_set(dataset: Any, dataset_name: str, task: Any) -> str:
@@ -135,7 +128,7 @@ def load_stage_inputs(config: Mapping[str, Any], fold: int | None, *, task: str 
     data = config["data"]
     dataset = open_dataset(data["dataset"])
     task = task or task_name(config)
-    dataset_name = component_spec(data["dataset"])["name"]
+    dataset_name = data["dataset"]["name"]
     reads = contract.task_named(task)
     annotation_set = dataset_annotation_set(dataset, dataset_name, reads)
     official_train = list(dataset.videos(annotation_set, "train"))

@@ -276,7 +276,7 @@ def paper_training_settings() -> dict[str, Any]:
     """epochs, batch size, window and stride of the built-in paper config (the paper states no epoch count)."""
     settings = {"epochs": 20, "batch_size": 32, "window": 300, "stride": 200, "source": "affbench defaults"}
     try:
-        from affbench.train.config import find_config, load_config
+        from affbench.core.config import find_config, load_config
 
         path = find_config("paper/va/ours.yaml")
         config = load_config(path, check_components=False)

@@ -57,15 +57,15 @@ def frame_batches(shards_dir: str | Path, *, batch_size: int, workers: int, want
 
     The loader runs `loader_workers(...)` workers; on a GPU batches go to pinned memory.
     """
-    from affbench.data.frame_shards import REQUIRED, FrameShards
-    from affbench.data.shard_loader import ShardBatchStream, ShardLoader
+    from affbench.data.frame_shards import FrameShards
+    from affbench.data.shard_loader import ShardLoader
 
     shards = FrameShards(shards_dir)
     on_gpu = device is not None and device.type == "cuda"
     workers = loader_workers(workers, crops=bool(shards.manifest.get("crops")), device=device)
-    stream = ShardBatchStream(shards.shards, decode=FrameDecoder(wanted), required=REQUIRED,
-                              collate=collate_frames, batch_size=batch_size, shuffle_seed=shuffle_seed, epoch=epoch,
-                              shuffle_buffer=max(1024, 4 * batch_size), rank=rank, world_size=world_size)
+    stream = shards.batch_stream(decode=FrameDecoder(wanted), collate=collate_frames, batch_size=batch_size,
+                                 shuffle_seed=shuffle_seed, epoch=epoch, shuffle_buffer=max(1024, 4 * batch_size),
+                                 rank=rank, world_size=world_size)
     workers = min(int(workers), len(shards.shards) // max(1, world_size))
     if world_size > 1:
         from affbench.data.shard_loader import check_enough_shards
