@@ -24,10 +24,10 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression, Ridge
 
 import affbench
-from affbench.train.config import config_digest, load_config
-from affbench.train.extract import extract_features, video_features
-from affbench.train.pipeline import stage3_records
-from affbench.train.stage_inputs import load_stage_inputs
+from affbench.core.config import config_digest, load_config
+from affbench.stages.extract import extract_features, video_features
+from affbench.stages.pipeline import stage3_records
+from affbench.stages.stage_inputs import load_stage_inputs
 
 STRENGTHS = (0.01, 0.1, 1.0)  # inverse regularisation tried on the selection split (ridge: alpha = 1 / C)
 
