@@ -62,4 +62,6 @@ def test_cache_keys_are_those_of_earlier_releases():
     assert stable_hash(parts) == "b256d3b640997e45"
     preprocess = Preprocess(image_size=16, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), resize="squash")
     identity = backbone_identity({"name": "clip", "options": {"arch": "ViT-B-16"}}, "openai:sha", preprocess)
+    # A 16-px backbone reads decoded crops, which its identity names on purpose; the rest hashes as before.
+    assert identity.pop("input") == "uint8 crops at input size"
     assert stable_hash(identity) == "1bd7ce1c2b4f1985"
