@@ -345,7 +345,9 @@ def write_suite_outputs(suite: Suite, out_dir: Path, planned: Sequence[tuple[Any
                  "numbers are whatever the models reached on this data; nothing is tuned to match the paper"]
         from affbench.report import provenance_lines, scope_note
 
-        report_data = write_report(runs, out_dir, title=f"affbench suite: {suite.name}", main=suite.main,
+        from affbench.multitask import per_task_runs
+
+        report_data = write_report(per_task_runs(runs), out_dir, title=f"affbench suite: {suite.name}", main=suite.main,
                                    plots=plots, notes=notes, echo=echo, bootstrap=_bootstrap_settings(suite),
                                    scope=scope_note(record["data"]["datasets"], record["folds"]),
                                    made=provenance_lines(runs, started=record["started"], seconds=record["seconds"]))

@@ -112,8 +112,14 @@ def write_window_shards(
     quiet: bool = False,
     desc: str = "window shards",
     tails: str = "cover",
+    repeats: Mapping[str, int] | None = None,
 ) -> dict:
     """Cut each (record, features[n, D], feature_mask[n]) into windows and write an atomic shard set.
+
+    ``repeats`` (video -> copies per epoch, default 1) lets a video be given again, up to that many times in
+    all; each copy's windows are written under their own keys (a training mix that repeats some videos, see
+    affbench.multitask.epoch_repeats). Give the copies in later passes over the videos, so the loader's shuffle
+    does not meet them side by side.
 
     ``manifest_extra`` is the provenance (dataset, task, backbone, weights hash, preprocessing, missing-face
     policy ...); it is stored under ``provenance`` together with window, stride, feature_dim and label_dim.
@@ -122,21 +128,26 @@ def write_window_shards(
     """
     window_starts(1, window, stride)  # validate window/stride before any work
     stats = LabelStatistics()
-    seen: set[str] = set()
+    copies: dict[str, int] = {}
     n_videos = n_frames = n_masked = 0
     dims: dict[str, int] = {}
     with ShardSetWriter(out_dir, kind=KIND, maxcount=maxcount) as writer:
         bar = tqdm(videos, desc=desc, unit="video", disable=quiet)
         for record, features, feature_mask in bar:
             _check_key_part(record.video)
-            if record.video in seen:
-                raise ValueError(f"video '{record.video}' is given twice; each video must appear once")
-            seen.add(record.video)
+            copy = copies.get(record.video, 0)
+            allowed = int((repeats or {}).get(record.video, 1))
+            if copy >= allowed:
+                raise ValueError(f"video '{record.video}' is given {copy + 1} times; it may appear "
+                                 f"{'once' if allowed == 1 else f'{allowed} times'}")
+            copies[record.video] = copy + 1
             for name, value in (("feature_dim", np.shape(features)[-1]), ("label_dim", record.labels.shape[1])):
                 if dims.setdefault(name, int(value)) != int(value):
                     raise ValueError(f"video '{record.video}': {name} {value} differs from earlier videos' {dims[name]}")
             for sample in cut_windows(record, features, feature_mask, window=window, stride=stride, tails=tails):
-                writer.write(encode_window(sample))
+                writer.write(encode_window(sample, copy=copy))
+            if copy:  # a repeat adds windows, not videos, frames or label statistics
+                continue
             n_videos += 1
             n_frames += record.n_frames
             n_masked += int((~np.asarray(feature_mask, dtype=bool)).sum())
@@ -155,6 +166,7 @@ def write_window_shards(
                     "windows": writer.total,
                     "frames": n_frames,
                     "frames_without_feature": n_masked,
+                    **({"repeated_videos": sum(c > 1 for c in copies.values())} if repeats else {}),
                 },
                 "label_stats": stats.to_dict(),
                 "provenance": provenance,
@@ -162,9 +174,11 @@ def write_window_shards(
         )
 
 
-def encode_window(sample: Mapping[str, Any]) -> dict[str, bytes | str]:
-    """The tar members of one window sample (arrays as .npy with explicit dtypes, metadata as JSON)."""
-    out: dict[str, bytes | str] = {"__key__": f"{sample['video']}/{int(sample['start']):07d}"}
+def encode_window(sample: Mapping[str, Any], *, copy: int = 0) -> dict[str, bytes | str]:
+    """The tar members of one window sample (arrays as .npy with explicit dtypes, metadata as JSON); a repeated
+    video's `copy` > 0 keys its windows apart."""
+    key = f"{sample['video']}/{int(sample['start']):07d}" + (f"_{copy}" if copy else "")
+    out: dict[str, bytes | str] = {"__key__": key}
     for name, dtype in ARRAY_FIELDS.items():
         out[f"{name}.npy"] = encode_npy(np.asarray(sample[name], dtype=dtype))
     out["json"] = encode_json({"video": sample["video"], "start": int(sample["start"]), "n_frames": int(sample["n_frames"])})

@@ -220,12 +220,14 @@ def video_features(features: FeatureSet, record: VideoRecord, policy: str) -> tu
 def build_window_shards(
     config: Mapping[str, Any], inputs: StageInputs, features: FeatureSet, split: str, *, quiet: bool = False,
     records: Sequence[VideoRecord] | None = None, selection: Mapping[str, Any] | None = None,
+    repeats: Mapping[str, int] | None = None,
 ) -> tuple[Path, dict]:
     """The window-shard set of one split of the fold, built once per content key.
 
     `records` default to the fold's side named `split` ("train" | "validation"); other splits ("selection",
     "test") pass theirs. `selection` (how held-out training videos were drawn) joins the key and the provenance
-    of the splits it shaped.
+    of the splits it shaped. `repeats` (video -> copies per epoch) writes some videos' windows more than once
+    (a multi-task training mix, affbench.multitask.epoch_repeats); it joins the key.
     """
     from affbench.data.window_shards import write_window_shards
 
@@ -238,10 +240,11 @@ def build_window_shards(
     # Only training windows may drop tails: a scored split must cover every frame.
     tails = data["tails"] if split == "train" else "cover"
     dropped = {} if tails == "cover" else {"tails": tails}  # keys of covering sets stay what they were
+    repeated = {"repeats": dict(sorted(repeats.items()))} if repeats else {}
     key = cache.stage_key("windows", features=features.key, task=component_spec(config["task"]), split=split,
                           fold=fold_side, videos=[r.video for r in records], window=int(data["window"]),
                           stride=int(data["stride"]), missing_faces=policy,
-                          stamps=inputs.stamps_digest(records), **shaped_by, **dropped)
+                          stamps=inputs.stamps_digest(records), **shaped_by, **dropped, **repeated)
     directory = cache.stage_dir("windows", key)
     manifest = cache.read_manifest(directory)
     if manifest is not None:
@@ -262,16 +265,21 @@ def build_window_shards(
         "missing_faces": {"policy": policy, "frames_without_face": without_face,
                           "frames": sum(r.n_frames for r in records)},
         **shaped_by,
+        **repeated,
     }
 
     def windows() -> Iterator[tuple[VideoRecord, np.ndarray, np.ndarray]]:
-        for record in records:
-            feats, mask = video_features(features, record, policy)
-            yield record, feats, mask
+        copies = max((repeats or {}).values(), default=1)
+        for copy in range(copies):  # a pass per copy: a repeated video's copies lie apart in the shards
+            for record in records:
+                if copy < (repeats or {}).get(record.video, 1):
+                    feats, mask = video_features(features, record, policy)
+                    yield record, feats, mask
 
     manifest = write_window_shards(directory, windows(), window=int(data["window"]), stride=int(data["stride"]),
                                    manifest_extra=extra, maxcount=_windows_maxcount(records, data), quiet=quiet,
-                                   desc=f"window shards {inputs.task} fold {inputs.fold} {split}", tails=tails)
+                                   desc=f"window shards {inputs.task} fold {inputs.fold} {split}", tails=tails,
+                                   repeats=repeats)
     return directory, manifest
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from affbench.data.records import VideoRecord
+from affbench.multitask import training_repeats
 from affbench.train import distributed as D
 from affbench.train.config import ConfigError, as_config
 from affbench.train.extract import build_window_shards, extract_features
@@ -90,9 +91,12 @@ def prepare_window_shards(config: Mapping[str, Any] | str | Path, *, fold: int |
     for split, records in stage3_records(config, inputs).items():
         # The validation shards do not depend on the selection: every mode shares them.
         shaped = selection if split != "validation" else None
+        # A multi-task model's training mix repeats the videos of tasks with fewer videos (the sampling rule).
+        repeats = training_repeats(config, records) if split == "train" else None
         with D.main_first():  # rank 0 writes the window shards; the other ranks find them complete
             dirs[split], manifests[split] = build_window_shards(config, inputs, features, split, quiet=quiet,
-                                                                records=records, selection=shaped)
+                                                                records=records, selection=shaped,
+                                                                repeats=repeats)
     fold_manifest = {
         "task": inputs.task,
         "dataset": inputs.dataset_provenance,

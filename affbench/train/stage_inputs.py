@@ -115,7 +115,10 @@ def load_stage_inputs(config: Mapping[str, Any], fold: int | None, *, task: str 
     splits are shared by every task the dataset labels (see `affbench.data.folds.task_folds`).
     """
     from affbench.data.folds import split_records, task_folds
+    from affbench.multitask import joined_tasks, merged_stage_inputs
 
+    if task is None and (parts := joined_tasks(config)) is not None:  # a multi-task model reads every part's
+        return merged_stage_inputs(config, fold, parts)
     data = config["data"]
     dataset = open_dataset(data["dataset"])
     task = task or task_name(config)

@@ -45,7 +45,7 @@ from affbench.train.checkpoints import (
     unwrap_model,
 )
 from affbench.train.config import Config, as_config, config_digest
-from affbench.train.evaluate import run_windows, score, tune_thresholds, write_predictions_csv
+from affbench.train.evaluate import run_windows, score, tune_thresholds, write_run_predictions
 from affbench.train.run_checkpoints import load_best_checkpoint, restore_best_outputs
 from affbench.train.run_dir import prepare_run_dir, run_dir_path, write_json, write_metrics_csv
 from affbench.train.schedule import build_scheduler
@@ -425,7 +425,7 @@ def _train(config: Config, *, fold: int | None, out_dir: Path, resume: bool, qui
             thresholds=state["thresholds"], ecfg=ecfg, amp=tcfg["amp"], device=device, info=info, quiet=quiet)
     if info.is_main:
         if best_values is not None and best_outputs is not None:
-            write_predictions_csv(task, best_outputs, best_values, run_dir / "predictions.validation.csv")
+            write_run_predictions(task, best_outputs, best_values, run_dir)
         write_json(run_dir / "metrics.json", result)
     D.barrier()
     return result
