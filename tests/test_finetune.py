@@ -10,7 +10,7 @@ from stage_fixtures import TinyNet, tiny_config
 
 import affbench.train.finetune as ft
 from affbench.data.frame_shards import FrameShards
-from affbench.train.stage_inputs import load_stage_inputs
+from affbench.train.stage_inputs import load_stage_inputs, selection_spec
 
 pytest_plugins = ["stage_plugin"]  # the synth_root and home fixtures
 
@@ -48,18 +48,22 @@ def test_finetune_is_cached_and_keyed_by_its_inputs(home, synth_root):
     assert other_fold.weights_id != first.weights_id
 
 
-def test_finetune_reads_only_the_folds_training_videos(home, synth_root):
-    config = tiny_config(synth_root, finetune={"max_frames": None})
+@pytest.mark.parametrize("select", ["last", "inner"])
+def test_finetune_reads_only_the_folds_training_videos(home, synth_root, select):
+    """Never a validation video; under train.select: inner never the selection slice either."""
+    config = tiny_config(synth_root, finetune={"max_frames": None}, train={"select": select})
     inputs = load_stage_inputs(config, 0)
+    held = set((selection_spec(config, inputs) or {"videos": []})["videos"])
+    assert bool(held) == (select == "inner")
     result = ft.finetune(config, fold=0, quiet=True, inputs=inputs)
     frames_dirs = [p for p in (home / "cache" / "frames").iterdir() if (p / "manifest.json").is_file()]
     assert len(frames_dirs) == 1
     samples = list(FrameShards(frames_dirs[0]))
     videos = {s["video"] for s in samples}
-    assert videos <= set(inputs.fold_info["train"])
+    assert videos <= set(inputs.fold_info["train"]) - held
     assert not videos & set(inputs.fold_info["validation"])
     assert all(s["valid"] for s in samples)
-    usable = sum(int((r.has_image & r.valid).sum()) for r in inputs.train)
+    usable = sum(int((r.has_image & r.valid).sum()) for r in inputs.train if r.video not in held)
     assert len(samples) == usable == result.manifest["frames_per_epoch"]
 
 
@@ -142,7 +146,9 @@ def test_a_shared_fine_tune_serves_every_task_and_never_sees_a_validation_video(
     for task in ("va", "expr", "au"):
         inputs = load_stage_inputs(tiny_config(synth_root, task=task), 0)
         assert not trained & set(inputs.fold_info["validation"]), task
-        assert {r.video for r in inputs.train} <= trained
+        held = set(selection_spec(tiny_config(synth_root, task=task), inputs)["videos"])
+        assert held and not trained & held, task
+        assert {r.video for r in inputs.train} - held <= trained
     frames_dirs = [p for p in (home / "cache" / "frames").iterdir() if (p / "manifest.json").is_file()]
     assert len(frames_dirs) == 1 and {s["video"] for s in FrameShards(frames_dirs[0])} <= trained
 

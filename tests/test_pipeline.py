@@ -73,7 +73,7 @@ def test_dropped_tails_shape_the_training_windows_only(home, synth_root):
         assert all((w["frames"] > 0).all() for w in windows.get(video, []))  # no padded window
 
 
-def test_inner_holds_training_videos_out_of_stage_3_only(home, synth_root):
+def test_inner_holds_training_videos_out_of_stages_1_and_3(home, synth_root):
     config = tiny_config(synth_root, train={"select_fraction": 0.3})
     inputs = load_stage_inputs(config, 0)
     data = prepare_window_shards(config, fold=0, quiet=True)
@@ -83,15 +83,23 @@ def test_inner_holds_training_videos_out_of_stage_3_only(home, synth_root):
     train_videos = {w["video"] for w in WindowShards(data.train_dir).iter_windows()}
     selection_videos = {w["video"] for w in WindowShards(data.selection_dir).iter_windows()}
     assert selection_videos == set(held) and train_videos.isdisjoint(held)
-    assert train_videos | selection_videos == set(inputs.fold_info["train"])  # stages 1-2 saw all of them
+    assert train_videos | selection_videos == set(inputs.fold_info["train"])  # stage 2 extracted all of them
     for directory in (data.train_dir, data.selection_dir):
         assert WindowShards(directory).provenance["selection"]["videos"] == held
-    # The same features serve every mode; the validation shards are shared, the train shards are not.
-    before = forwards()
+    # Stage 1 never saw the slice, so a mode without one fine-tunes on more videos: another backbone.
     plain = prepare_window_shards(tiny_config(synth_root, train={"select": "validation"}), fold=0, quiet=True)
+    assert plain.selection_dir is None and "selection" not in WindowShards(plain.train_dir).provenance
+    assert plain.provenance["finetune"]["key"] != data.provenance["finetune"]["key"]
+    # Without a fine-tune the same features serve every mode; the validation shards are shared, the train
+    # shards are not.
+    frozen = {"finetune": {"enabled": False}}
+    inner = prepare_window_shards(tiny_config(synth_root, train={"select_fraction": 0.3}, **frozen), fold=0,
+                                  quiet=True)
+    before = forwards()
+    plain = prepare_window_shards(tiny_config(synth_root, train={"select": "validation"}, **frozen), fold=0,
+                                  quiet=True)
     assert forwards() == before and plain.selection_dir is None
-    assert plain.validation_dir == data.validation_dir and plain.train_dir != data.train_dir
-    assert "selection" not in WindowShards(plain.train_dir).provenance
+    assert plain.validation_dir == inner.validation_dir and plain.train_dir != inner.train_dir
 
 
 def test_second_request_reuses_all_stages(home, synth_root):

@@ -40,6 +40,7 @@ from affbench.train.stage_inputs import (
     ensure_frame_shards,
     load_stage_inputs,
     select_frames,
+    selection_spec,
 )
 
 log = logging.getLogger("affbench.finetune")
@@ -92,7 +93,8 @@ class FinetuneFrames:
 
 
 def finetune_frames(config: Mapping[str, Any], inputs: StageInputs) -> FinetuneFrames:
-    """The training frames of every task stage 1 learns from, never a video the row or those tasks validate on.
+    """The training frames of every task stage 1 learns from, never a video the row or those tasks validate or
+    select epochs on.
 
     K-fold splits are shared by the tasks (`affbench.data.folds.task_folds`), so for a fold this only unites
     the tasks' training videos; on the official split a video that one task validates on is left out for all.
@@ -104,6 +106,10 @@ def finetune_frames(config: Mapping[str, Any], inputs: StageInputs) -> FinetuneF
     per_task = [inputs if s["name"] == inputs.task else load_stage_inputs(config, fold, task=s["name"])
                 for s in specs]
     held_out = set(inputs.fold_info["validation"]).union(*(set(p.fold_info["validation"]) for p in per_task))
+    # Under train.select: inner each task's selection slice stays unseen too: its score picks the epoch and
+    # tunes AU thresholds, which only generalise if the slice is as new to the backbone as validation is.
+    for p in per_task:
+        held_out.update((selection_spec(config, p) or {"videos": ()})["videos"])
     chosen = [{r.video: r for r in p.train if r.video not in held_out} for p in per_task]
     labels = MultiTaskLabels([affbench.create("task", s["name"], **s["options"]) for s in specs])
     records, n_frames = _training_records(labels.merge(chosen), config["finetune"]["max_frames"],

@@ -6,8 +6,9 @@ inputs, so the rows of a suite that share a backbone and fold share one fine-tun
 the three tasks share the features of a backbone that was not fine-tuned.
 
 Under ``train.select: inner`` a seeded slice of the fold's training videos becomes a third split,
-``selection``, cut from the same features: stage 3 does not train on it and picks its epoch on it. Stages 1
-and 2 still use every training video of the fold (the slice's frames shaped the fine-tuned backbone).
+``selection``, cut from the same features: stage 3 does not train on it and picks its epoch on it, and the
+fine-tune of stage 1 leaves it out too (`affbench.train.finetune.finetune_frames`), so the slice scores a
+model that never saw it, as the validation videos do. Stage 2 extracts it like any other video.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from typing import Any
 from affbench.data.records import VideoRecord
 from affbench.multitask import training_repeats
 from affbench.train import distributed as D
-from affbench.train.config import ConfigError, as_config
+from affbench.train.config import as_config
 from affbench.train.extract import build_window_shards, extract_features
-from affbench.train.stage_inputs import StageInputs, load_stage_inputs
+from affbench.train.stage_inputs import StageInputs, load_stage_inputs, selection_spec
 
 SPLITS = ("train", "validation")
 SELECTION = "selection"
@@ -46,23 +47,6 @@ class WindowData:
         if self.selection_dir is not None:
             dirs[SELECTION] = self.selection_dir
         return dirs
-
-
-def selection_spec(config: Mapping[str, Any], inputs: StageInputs) -> dict | None:
-    """How the selection split is drawn from the fold's training videos (None unless train.select is inner)."""
-    from affbench.data.folds import FoldError, hold_out_sources
-
-    train = config["train"]
-    if train["select"] != "inner":
-        return None
-    try:
-        _, held = hold_out_sources(inputs.train, float(train["select_fraction"]), int(train["select_seed"]))
-    except FoldError as exc:
-        where = config.where("train.select") if hasattr(config, "where") else "config"
-        raise ConfigError(f"{where}: train.select: inner: task '{inputs.task}' fold {inputs.fold}: {exc}; set "
-                          "train.select to last or validation") from None
-    return {"fraction": float(train["select_fraction"]), "seed": int(train["select_seed"]),
-            "videos": [r.video for r in held]}
 
 
 def stage3_records(config: Mapping[str, Any], inputs: StageInputs) -> dict[str, list[VideoRecord]]:

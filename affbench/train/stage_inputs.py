@@ -16,10 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from affbench.data.folds import FoldError, hold_out_sources
 from affbench.data.image_stamps import record_stamps, stamps_digest
 from affbench.data.record_checks import check_labels, faceless_videos
 from affbench.data.records import VideoRecord
 from affbench.train import feature_cache as cache
+from affbench.train.config import ConfigError
 
 # Small enough that a few DataLoader workers each get a shard on small sets; ~50 MB on Aff-Wild2.
 MAX_FRAMES_PER_SHARD = 10000
@@ -191,3 +193,18 @@ def ensure_frame_shards(
                            maxcount=frames_maxcount(n_images), quiet=quiet,
                            desc=frame_shards_label(task, selection))
     return directory
+
+
+def selection_spec(config: Mapping[str, Any], inputs: StageInputs) -> dict | None:
+    """How the selection split is drawn from the fold's training videos (None unless train.select is inner)."""
+    train = config["train"]
+    if train["select"] != "inner":
+        return None
+    try:
+        _, held = hold_out_sources(inputs.train, float(train["select_fraction"]), int(train["select_seed"]))
+    except FoldError as exc:
+        where = config.where("train.select") if hasattr(config, "where") else "config"
+        raise ConfigError(f"{where}: train.select: inner: task '{inputs.task}' fold {inputs.fold}: {exc}; set "
+                          "train.select to last or validation") from None
+    return {"fraction": float(train["select_fraction"]), "seed": int(train["select_seed"]),
+            "videos": [r.video for r in held]}

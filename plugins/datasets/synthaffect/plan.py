@@ -46,7 +46,7 @@ class SizeSpec:
 
 SIZES: dict[str, SizeSpec] = {
     "tiny": SizeSpec("tiny", singles=4, pairs=1, mean_frames=100, spread=0.2),
-    "small": SizeSpec("small", singles=18, pairs=3, mean_frames=250, spread=0.4),
+    "small": SizeSpec("small", singles=48, pairs=6, mean_frames=100, spread=0.4),
     "medium": SizeSpec("medium", singles=60, pairs=10, mean_frames=600, spread=0.5),
     "large": SizeSpec("large", singles=200, pairs=30, mean_frames=1200, spread=0.6),
 }
