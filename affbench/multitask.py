@@ -212,7 +212,9 @@ def merged_stage_inputs(config: Mapping[str, Any], fold: int | None, specs: Sequ
     Train is the union of the parts' training videos, validation the union of their validation videos; a part's
     labels of a video are merged into a split only where that part puts the video on that side, so each part
     is scored on exactly its own validation frames. K-fold splits are shared by the tasks, so a video lies on
-    one side for all; on an official split a video can train one part and validate another.
+    one side for all; on an official split a video can train one part and validate another. Under
+    ``train.select: inner`` the selection slice is the union of the parts' slices (see
+    affbench.train.stage_inputs.selection_spec), which stage 1 never trains on.
     """
     from affbench.train.stage_inputs import StageInputs, load_stage_inputs
 
@@ -226,7 +228,7 @@ def merged_stage_inputs(config: Mapping[str, Any], fold: int | None, specs: Sequ
     info["train"] = [r.video for r in train]
     info["validation"] = [r.video for r in validation]
     first = per_part[0]
-    return StageInputs(first.dataset, first.dataset_provenance, NAME, fold, train, validation, info)
+    return StageInputs(first.dataset, first.dataset_provenance, NAME, fold, train, validation, info, parts=per_part)
 
 
 def training_repeats(config: Mapping[str, Any], records: Sequence[Any]) -> dict[str, int] | None:

@@ -222,7 +222,7 @@ def test_multitask_row_is_scored_on_each_tasks_own_frames_and_shares_stages_1_2(
     """The mtl row trains on the fine-tune and features of the single-task rows (no backbone frame runs again),
     and each task's predictions score exactly the frames its single-task run scores."""
     from affbench.train.pipeline import prepare_window_shards
-    from affbench.train.stage_inputs import load_stage_inputs
+    from affbench.train.stage_inputs import load_stage_inputs, selection_spec
     from affbench.train.trainer import train
 
     shared = {"finetune": {"tasks": ["va", "expr", "au"]}, "train": {"select": "inner", "select_fraction": 0.3}}
@@ -244,3 +244,6 @@ def test_multitask_row_is_scored_on_each_tasks_own_frames_and_shares_stages_1_2(
         total += metrics[f"{name}/{affbench.create('task', name).primary_metric}"]
     assert metrics[SCORE] == pytest.approx(total)
     assert result["primary_metric"] == SCORE and result["selection"]["metrics"][SCORE] is not None
+    # The epoch is picked on the tasks' own selection slices, together: videos stage 1 never trained on.
+    slices = set().union(*(selection_spec(c, load_stage_inputs(c, 0))["videos"] for c in singles.values()))
+    assert set(result["selection"]["videos"]) == slices

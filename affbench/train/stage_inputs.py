@@ -45,6 +45,8 @@ class StageInputs:
     # video -> stamps of the images of this task's record of it (affbench.data.image_stamps), taken when first
     # asked for: a caller that only reads the records (another task's rows sharing a fine-tune) stats nothing.
     stamps: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    # A multi-task model's inputs (affbench.multitask): each joined task's own inputs, which its records merge.
+    parts: list[StageInputs] = dataclasses.field(default_factory=list)
 
     def _own_stamps(self, video: str) -> np.ndarray | None:
         if video not in self.stamps:
@@ -200,6 +202,10 @@ def selection_spec(config: Mapping[str, Any], inputs: StageInputs) -> dict | Non
     train = config["train"]
     if train["select"] != "inner":
         return None
+    if inputs.parts:  # a multi-task model holds out every slice its tasks hold out, none of which stage 1 saw
+        slices = [selection_spec(config, part)["videos"] for part in inputs.parts]
+        return {"fraction": float(train["select_fraction"]), "seed": int(train["select_seed"]),
+                "videos": sorted(set().union(*slices))}
     try:
         _, held = hold_out_sources(inputs.train, float(train["select_fraction"]), int(train["select_seed"]))
     except FoldError as exc:
