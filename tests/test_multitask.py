@@ -222,6 +222,8 @@ def test_multitask_row_is_scored_on_each_tasks_own_frames_and_shares_stages_1_2(
     """The mtl row trains on the fine-tune and features of the single-task rows (no backbone frame runs again),
     and each task's predictions score exactly the frames its single-task run scores."""
     from affbench.train.pipeline import prepare_window_shards
+    from affbench import task_contract as contract
+    from affbench.train.evaluate import predict
     from affbench.train.stage_inputs import load_stage_inputs, selection_spec
     from affbench.train.trainer import train
 
@@ -247,3 +249,11 @@ def test_multitask_row_is_scored_on_each_tasks_own_frames_and_shares_stages_1_2(
     # The epoch is picked on the tasks' own selection slices, together: videos stage 1 never trained on.
     slices = set().union(*(selection_spec(c, load_stage_inputs(c, 0))["videos"] for c in singles.values()))
     assert set(result["selection"]["videos"]) == slices
+    # predict writes each task's predictions and submission as its single-task run would, in its own folder.
+    written = predict(run_dir / "best.pt", tmp_path / "pred", quiet=True)["tasks"]
+    assert sorted(written) == ["au", "expr", "va"]
+    for name in singles:
+        task = affbench.create("task", name)
+        assert written[name]["submission"] == str(tmp_path / "pred" / name / contract.submission_file(task))
+        header = (tmp_path / "pred" / name / contract.submission_file(task)).read_text().splitlines()[0]
+        assert header == ",".join(["image_location", *contract.submission_columns(task)])
