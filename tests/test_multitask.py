@@ -221,9 +221,9 @@ def _scored_frames(path) -> dict[str, list[int]]:
 def test_multitask_row_is_scored_on_each_tasks_own_frames_and_shares_stages_1_2(home, synth_root, tmp_path):
     """The mtl row trains on the fine-tune and features of the single-task rows (no backbone frame runs again),
     and each task's predictions score exactly the frames its single-task run scores."""
-    from affbench.train.pipeline import prepare_window_shards
     from affbench import task_contract as contract
     from affbench.train.evaluate import predict
+    from affbench.train.pipeline import prepare_window_shards
     from affbench.train.stage_inputs import load_stage_inputs, selection_spec
     from affbench.train.trainer import train
 
