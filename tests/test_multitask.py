@@ -257,3 +257,25 @@ def test_multitask_row_is_scored_on_each_tasks_own_frames_and_shares_stages_1_2(
         assert written[name]["submission"] == str(tmp_path / "pred" / name / contract.submission_file(task))
         header = (tmp_path / "pred" / name / contract.submission_file(task)).read_text().splitlines()[0]
         assert header == ",".join(["image_location", *contract.submission_columns(task)])
+
+
+def test_table_2_adds_the_multitask_score_of_every_row_with_all_tasks():
+    from affbench.report import MULTITASK_SCORE, build_tables
+
+    def run(name, task, **metrics):
+        return {"name": name, "task": task, "fold": 0, "metrics": metrics, "run_dir": None}
+
+    mtl = {"name": "mtl", "task": "multitask", "fold": 0, "run_dir": None,
+           "config": {"task": {"name": "multitask", "options": {"tasks": ["va", "expr", "au"]}}},
+           "metrics": {"va/mean": 0.5, "expr/f1": 0.25, "au/f1": 0.125, SCORE: 0.875}}
+    runs = [run("ours", "va", mean=0.4), run("ours", "expr", f1=0.3), run("ours", "au", f1=0.2),
+            run("wo_tcn", "va", mean=0.1), mtl]
+    table = build_tables(per_task_runs(runs))["table2"]
+    assert table["header"] == ["Method", "VA", "Expr", "AU", MULTITASK_SCORE]
+    rows = {r["row"]: r for r in table["rows"]}
+    assert rows["ours"]["values"][MULTITASK_SCORE]["mean"] == pytest.approx(0.9)
+    assert rows["mtl"]["values"][MULTITASK_SCORE]["mean"] == pytest.approx(0.875)
+    assert rows["wo_tcn"]["cells"][-1] == "—"  # lacks tasks: no score
+    assert all(len(r["cells"]) == 5 for r in table["rows"])
+    # Without a multi-task row the table keeps its columns.
+    assert build_tables(runs[:4])["table2"]["header"] == ["Method", "VA", "Expr", "AU"]
