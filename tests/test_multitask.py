@@ -279,3 +279,12 @@ def test_table_2_adds_the_multitask_score_of_every_row_with_all_tasks():
     assert all(len(r["cells"]) == 5 for r in table["rows"])
     # Without a multi-task row the table keeps its columns.
     assert build_tables(runs[:4])["table2"]["header"] == ["Method", "VA", "Expr", "AU"]
+
+
+def test_a_bad_task_list_fails_on_load_naming_the_file_and_line(tmp_path):
+    from affbench.train.config import ConfigError, load_config
+
+    path = tmp_path / "row.yaml"
+    path.write_text("task:\n  name: multitask\n  options:\n    tasks: [{name: va}, {name: au, weight: -1}]\n")
+    with pytest.raises(ConfigError, match=r"row\.yaml:4: task\.options\.tasks\[1\]\.weight: a loss weight > 0"):
+        load_config(path)

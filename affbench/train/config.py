@@ -61,7 +61,8 @@ SELECT_MODES = ("inner", "last", "validation")
 # hyperparameters where the paper gives one.
 SCHEMA: dict[str, Any] = {
     "name": _k("str|null", None, "row name (default: the config file's stem); names the run directory"),
-    "task": _k("component", None, "task: a name (va | expr | au) or {name, options}", kind="task"),
+    "task": _k("component", None, "task: a name (va | expr | au) or {name, options}; multitask joins tasks in "
+               "one model: {name: multitask, options: {tasks: [{name, weight, options}, ...]}}", kind="task"),
     "feature_dim": _k("int|null", None, "input feature size when the model has no backbone (set by the trainer)"),
     "device": _k("str", "auto", "where the models run: auto (the GPU when one is visible), cpu, cuda or cuda:N; "
                                 "--device overrides it"),
@@ -490,6 +491,7 @@ def _check_values(config: Config) -> None:
         positive(path, allow_zero=True)
     _check_dropouts(config)
     _check_device(config)
+    _check_joined_tasks(config)
     if config["data"]["stride"] > config["data"]["window"]:
         raise ConfigError(f"{config.where('data.stride')}: data.stride: {config['data']['stride']} is larger "
                           f"than data.window {config['data']['window']}; frames between windows would be skipped")
@@ -504,6 +506,19 @@ def _check_values(config: Config) -> None:
                                   "train.select is 'last'; use train.select inner (or validation)")
     if config["task"] is None:
         raise ConfigError(f"{config.where('task')}: task: required; one of va, expr, au (or {{name, options}})")
+
+
+def _check_joined_tasks(config: Config) -> None:
+    """A multi-task model's task list (affbench.multitask), checked on load so its error names the file."""
+    task = config["task"]
+    if not isinstance(task, Mapping) or task.get("name") != "multitask":
+        return
+    from affbench.multitask import part_specs
+
+    try:
+        part_specs(task["options"].get("tasks"))
+    except ValueError as exc:
+        raise ConfigError(f"{config.where('task.options.tasks')}: {exc}") from None
 
 
 def _check_device(config: Config) -> None:

@@ -115,8 +115,9 @@ COLUMN_PREFIX = {"selection": "selection_", "validation": "val_"}
 
 def headline(metrics: Mapping[str, float]) -> str:
     """The task-level scores of a metrics dict for a one-line log (``mean=0.123, valence=...``). Per-label
-    scores (``f1_AU12``) and the frame count stay in metrics.csv / metrics.json: the line stays short."""
-    return ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "frames" and "_" not in k)
+    scores (``f1_AU12``) and the frame counts (a multi-task model's ``<task>/frames`` too) stay in metrics.csv /
+    metrics.json: the line stays short."""
+    return ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.rsplit("/", 1)[-1] != "frames" and "_" not in k)
 
 
 def _fold_manifest(data: Any) -> Any:
