@@ -288,3 +288,16 @@ def test_a_bad_task_list_fails_on_load_naming_the_file_and_line(tmp_path):
     path.write_text("task:\n  name: multitask\n  options:\n    tasks: [{name: va}, {name: au, weight: -1}]\n")
     with pytest.raises(ConfigError, match=r"row\.yaml:4: task\.options\.tasks\[1\]\.weight: a loss weight > 0"):
         load_config(path)
+
+
+def test_tuning_fits_each_part_on_the_frames_it_labels():
+    task = _task()
+    rng = np.random.default_rng(3)
+    labels = [_merged_labels(task, 30, [0, 2], 7), _merged_labels(task, 20, [1], 8)]
+    raw = [rng.normal(size=(len(lab), task.out_dim)).astype(np.float32) for lab in labels]
+    valid = [np.ones(len(lab), bool) for lab in labels]
+    state = task.tune(raw, labels, valid, 0)
+    au = task.parts[2]
+    cols, out = task.layout.label_slices[2], task.layout.out_slices[2]
+    # The second video has no AU label: the AU thresholds come from the first video's frames alone.
+    assert state == pytest.approx(au.tune([raw[0][:, out]], [labels[0][:, cols]], [valid[0]], 0))
