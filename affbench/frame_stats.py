@@ -149,5 +149,5 @@ def read_run_frames(run_dir: str | Path | None, task: str) -> RunFrames | None:
         if label.shape != values.shape:
             return None
         pred[video], true[video] = values, np.asarray(label, np.float64)
-        scored[video] = np.asarray(valid, bool) & np.asarray(checker.valid_rows(true[video]), bool)
+        scored[video] = np.asarray(valid, bool) & contract.valid_rows(checker, true[video])
     return RunFrames(task, pred, true, scored)

@@ -56,7 +56,9 @@ def affbench_register_datasets(register):
     """Register datasets.
 
     ``register(name, factory)``: ``factory(**options)`` returns an object with ``name``, ``image_root``,
-    ``videos(task, split) -> list[VideoRecord]`` and ``provenance() -> dict``.
+    ``videos(annotation_set, split) -> list[VideoRecord]`` and ``provenance() -> dict``, and optionally
+    ``tasks() -> list[str]``: the annotation sets it has. A task reads one of them (by default the set named like
+    the task), so a dataset with a set of its own brings its own task.
     """
 
 

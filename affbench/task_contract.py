@@ -6,7 +6,11 @@ a task (post-processing, threshold tuning, the prediction CSV, the submission fi
 references and plots) goes through the functions below, which read the optional attributes here:
 
 ============================  =====================================================================================
-``annotation``                the dataset annotation set whose format its submission follows (default: its name)
+``annotation``                the dataset annotation set it reads its labels from (one of the dataset's ``tasks()``),
+                              and whose ABAW submission format it follows when its columns match (default: its name)
+``derive_labels(labels,       labels it derives from that set: one video's labels [n, k] and valid flags [n] as read
+valid)``                      -> (labels [n, label_dim], valid [n]) it learns and is scored on, e.g. the sign of
+                              valence from the VA set (default: the labels as read)
 ``submission_values(raw, w)`` merged raw outputs [n, out_dim] of one video, smoothing window w -> values
                               [n, label_dim] (default: ``postprocess``, no smoothing)
 ``tune(raw, labels, valid,    fit post-processing (e.g. thresholds) on the selection split's videos; returns the
@@ -20,6 +24,8 @@ w)``                          state to store (a list of floats) or None; ``thres
 ``metric_label``              axis label of the primary metric in plots
 ``scoring``                   a :class:`affbench.frame_stats.TaskScoring`: additive per-video statistics, so the
                               report's bootstrap can rescore runs (None: metrics.json values, no interval)
+``valid_rows(labels)``         bool [n]: label rows [n, label_dim] usable by its rule, on top of the annotation's valid
+                              flags, when the report rescores frames (default: every row)
 ``references(frames, stats)`` label-only reference predictors (affbench.references) and ``reference_names``
 ``output_kind``               ``continuous`` (values), ``classes`` (one class index) or ``multilabel`` (0/1 per
                               label): how its values are drawn and printed (default ``continuous``)
@@ -39,6 +45,8 @@ from typing import Any
 
 import numpy as np
 
+from affbench.data.records import VideoRecord
+
 # output kind -> the report plot that suits it
 KIND_PLOTS = {"continuous": "traces", "classes": "confusion", "multilabel": "per_label_f1"}
 PLOT_KINDS = tuple(KIND_PLOTS.values())
@@ -54,6 +62,21 @@ def task_named(name: str) -> Any:
 
 def annotation(task: Any) -> str:
     return str(getattr(task, "annotation", None) or task.name)
+
+
+def task_record(task: Any, record: VideoRecord) -> VideoRecord:
+    """One video's record as the task learns and is scored on it: the annotation set's labels as read, or the
+    labels the task derives from them (same frames and images)."""
+    derive = getattr(task, "derive_labels", None)
+    if derive is None:
+        return record
+    labels, valid = derive(np.asarray(record.labels, np.float32), np.asarray(record.valid, bool))
+    labels, valid = np.asarray(labels, np.float32), np.asarray(valid, bool)
+    expected = (record.n_frames, int(task.label_dim))
+    if labels.shape != expected or valid.shape != expected[:1]:
+        raise ValueError(f"task '{task.name}'.derive_labels: video '{record.video}' must give labels {expected} and "
+                         f"valid ({expected[0]},), got {labels.shape} and {valid.shape}")
+    return VideoRecord(record.video, record.source, record.images, labels, valid)
 
 
 def prediction_columns(task: Any) -> tuple[str, ...]:
@@ -118,6 +141,12 @@ def plots(task: Any) -> tuple[str, ...]:
 
 def scoring(task: Any) -> Any:
     return getattr(task, "scoring", None)
+
+
+def valid_rows(task: Any, labels: np.ndarray) -> np.ndarray:
+    """bool [n]: the label rows [n, label_dim] the task's own rule accepts (every row for a task without one)."""
+    own = getattr(task, "valid_rows", None)
+    return np.ones(len(labels), bool) if own is None else np.asarray(own(labels), bool)
 
 
 def reference_names(task: Any) -> dict[str, str]:

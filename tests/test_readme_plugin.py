@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from plugin_install import install_package
 
 import affbench
 from affbench import _registry
@@ -28,16 +29,7 @@ def readme_example():
 def installed_example(tmp_path, monkeypatch):
     source, pyproject_text = readme_example()
     project = tomllib.loads(pyproject_text)["project"]
-    site = tmp_path / "site"
-    (site / "affbench_mean_colour").mkdir(parents=True)
-    (site / "affbench_mean_colour" / "__init__.py").write_text(source)
-    info = site / f"affbench_mean_colour-{project['version']}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(
-        f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n"
-    )
-    eps = "\n".join(f"{k} = {v}" for k, v in project["entry-points"]["affbench"].items())
-    (info / "entry_points.txt").write_text(f"[affbench]\n{eps}\n")
+    site = install_package(tmp_path / "site", project, {"affbench_mean_colour/__init__.py": source})
     monkeypatch.syspath_prepend(str(site))
     _registry.reset_registry()
     yield
@@ -56,3 +48,37 @@ def test_readme_plugin_is_listed_and_builds(installed_example, capsys):
     out.sum().backward()
     assert backbone.scale.grad is not None
     assert backbone.preprocess.image_size == 64
+
+
+def _readme_block(language: str, first_line: str) -> str:
+    found = re.search(rf"```{language}\n({re.escape(first_line)}\n.*?)```", README.read_text(), re.S)
+    assert found, f"README lost its block starting {first_line!r}"
+    return found.group(1)
+
+
+def test_readme_task_example_is_the_example_package():
+    package = README.parent / "examples" / "affbench-valence-sign"
+    for language, relative in (("python", "affbench_valence_sign/__init__.py"), ("toml", "pyproject.toml")):
+        text = (package / relative).read_text()
+        assert _readme_block(language, text.splitlines()[0]) == text, relative
+
+
+def test_readme_task_example_configs_load_with_the_package_installed(tmp_path, monkeypatch):
+    from affbench.suite import load_suite
+    from affbench.train.config import load_config
+
+    package = README.parent / "examples" / "affbench-valence-sign"
+    project = tomllib.loads((package / "pyproject.toml").read_text())["project"]
+    init = "affbench_valence_sign/__init__.py"
+    monkeypatch.syspath_prepend(str(install_package(tmp_path / "site", project, {init: (package / init).read_text()})))
+    _registry.reset_registry()
+    try:
+        for name in ("valence_sign.yaml", "valence_sign_suite.yaml"):
+            (tmp_path / name).write_text(_readme_block("yaml", f"# {name}"))
+        config = load_config(tmp_path / "valence_sign.yaml")
+        assert config["task"] == {"name": "valence_sign", "options": {}}
+        assert config["data"]["dataset"]["name"] == "synthaffect"
+        assert load_suite(tmp_path / "valence_sign_suite.yaml").name == "valence_sign"
+    finally:
+        sys.modules.pop("affbench_valence_sign", None)
+        _registry.reset_registry()

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from affbench import task_contract as contract
 from affbench.data.folds import FoldError, hold_out_sources
 from affbench.data.image_stamps import record_stamps, stamps_digest
 from affbench.data.record_checks import check_labels, faceless_videos
@@ -112,11 +113,24 @@ def dataset_provenance(dataset: Any) -> dict:
     return cache._jsonable(dataset.provenance())
 
 
+def dataset_annotation_set(dataset: Any, dataset_name: str, task: Any) -> str:
+    """The annotation set `task` reads its labels from (affbench.task_contract.annotation), checked against the
+    sets the dataset says it has (its ``tasks()``; a dataset that does not say is asked directly)."""
+    wanted = contract.annotation(task)
+    has = list(dataset.tasks()) if callable(getattr(dataset, "tasks", None)) else None
+    if has is not None and wanted not in has:
+        reads = "" if wanted == task.name else f" (task '{task.name}' reads it)"
+        raise ValueError(f"dataset '{dataset_name}' has no annotation set '{wanted}'{reads}; it has: {', '.join(has)}")
+    return wanted
+
+
 def load_stage_inputs(config: Mapping[str, Any], fold: int | None, *, task: str | None = None) -> StageInputs:
     """The config's dataset and task records split into train/validation for `fold` (None: official split).
 
-    `task` overrides the config's task (a shared fine-tune reads several tasks' records of one fold). K-fold
-    splits are shared by every task the dataset labels (see `affbench.data.folds.task_folds`).
+    A task reads the labels of one annotation set of the dataset, as they are or derived from them (the task
+    contract's ``annotation`` and ``derive_labels``). `task` overrides the config's task (a shared fine-tune reads
+    several tasks' records of one fold). K-fold splits are shared by every annotation set the dataset has (see
+    `affbench.data.folds.task_folds`): a task that derives its labels from a set gets that set's folds.
     """
     from affbench.data.folds import split_records, task_folds
     from affbench.multitask import joined_tasks, merged_stage_inputs
@@ -126,11 +140,15 @@ def load_stage_inputs(config: Mapping[str, Any], fold: int | None, *, task: str 
     data = config["data"]
     dataset = open_dataset(data["dataset"])
     task = task or task_name(config)
-    official_train = list(dataset.videos(task, "train"))
-    official_val = list(dataset.videos(task, "validation"))
     dataset_name = component_spec(data["dataset"])["name"]
-    check_labels([*official_train, *official_val], task, dataset_name)
+    reads = contract.task_named(task)
+    annotation_set = dataset_annotation_set(dataset, dataset_name, reads)
+    official_train = list(dataset.videos(annotation_set, "train"))
+    official_val = list(dataset.videos(annotation_set, "validation"))
+    check_labels([*official_train, *official_val], annotation_set, dataset_name)
     faceless = faceless_videos([*official_train, *official_val], dataset_name, task)
+    official_train = [contract.task_record(reads, r) for r in official_train]
+    official_val = [contract.task_record(reads, r) for r in official_val]
     if fold is None:
         train, validation = official_train, official_val
         info: dict[str, Any] = {"fold": None, "split": "official"}
@@ -139,7 +157,7 @@ def load_stage_inputs(config: Mapping[str, Any], fold: int | None, *, task: str 
         if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < k:
             raise ValueError(f"fold must be an integer in 0..{k - 1} (data.folds = {k}) or None, got {fold!r}")
         records = sorted([*official_train, *official_val], key=lambda r: r.video)
-        folds, tasks = task_folds(dataset, task, k=k, seed=int(data["fold_seed"]))
+        folds, tasks = task_folds(dataset, annotation_set, k=k, seed=int(data["fold_seed"]))
         train, validation = split_records(records, folds[fold])
         info = {"fold": fold, "k": k, "seed": int(data["fold_seed"]), "split_over_tasks": tasks}
     info["videos_without_images"] = faceless

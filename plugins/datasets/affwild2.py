@@ -44,7 +44,7 @@ class AffWild2Dataset:
         return f"AffWild2Dataset(annotations={str(self.annotations_root)!r}, images={str(self.image_root)!r})"
 
     def tasks(self) -> list[str]:
-        """The tasks this copy labels: those whose challenge folder exists."""
+        """The annotation sets this copy has: those whose challenge folder exists (a task reads one of them)."""
         return [t for t, dirs in layout.find_challenge_dirs(self.annotations_root).items() if dirs]
 
     def videos(self, task: str, split: str) -> list[VideoRecord]:

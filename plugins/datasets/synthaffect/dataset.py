@@ -60,7 +60,7 @@ class SynthAffectDataset:
         return self.root
 
     def tasks(self) -> list[str]:
-        """SynthAffect labels every ABAW task."""
+        """The annotation sets SynthAffect has: every ABAW one (a task reads one of them)."""
         return list(TASKS)
 
     def videos(self, task: str, split: str) -> list[VideoRecord]:
