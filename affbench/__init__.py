@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from affbench._registry import (
+from affbench.core.registry import (
     Component,
     ComponentOptionError,
     DuplicateComponentError,

@@ -78,7 +78,7 @@ def _check_args(args: argparse.Namespace) -> list[str]:
 
 def run_bench(args: argparse.Namespace) -> int:
     """Run (or read) the suites and print the report; the exit code is pytest's (0 when only printing)."""
-    from affbench.projection import BenchmarkFileError, load_results, report
+    from affbench.bench_report import BenchmarkFileError, load_results, report
 
     if args.config:
         return run_config_profile(args)
@@ -141,8 +141,8 @@ def _run_pytest(cmd: list[str], cwd: Path, *, verbose: bool) -> int:
 def run_config_profile(args: argparse.Namespace) -> int:
     """``bench --config FILE``: the config's own components measured, one run of it projected."""
     from affbench.config_profile import format_profile, profile_config
-    from affbench.train.cli import parse_overrides
-    from affbench.train.config import find_config, load_config
+    from affbench.core.config import find_config, load_config
+    from affbench.stages.cli import parse_overrides
 
     if args.from_json or args.select or args.pytest_args:
         raise BenchUsageError("--config profiles one config: it takes no --from-json, -k or pytest arguments")
@@ -150,7 +150,7 @@ def run_config_profile(args: argparse.Namespace) -> int:
     profile = profile_config(config, device=args.device, quick=args.quick)  # no --device: the config's own
     print(format_profile(profile, quick=args.quick))
     if args.json:
-        from affbench.train.run_dir import write_json
+        from affbench.output import write_json
 
         write_json(Path(args.json), profile.to_dict())
         print(f"\nresults in {args.json}")

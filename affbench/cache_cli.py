@@ -56,8 +56,8 @@ def _days(text: str) -> float:
 
 def _list(args: argparse.Namespace) -> int:
     from affbench.cache_inventory import STAGES, format_age, format_size, list_entries, stage_folder
-    from affbench.cli_components import format_table
     from affbench.home import DEFAULT_HOME, HOME_ENV, affbench_home, cache_root
+    from affbench.output import format_table
 
     stages = args.stage or list(STAGES)
     entries = list_entries(stages)

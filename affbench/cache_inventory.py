@@ -22,7 +22,7 @@ from pathlib import Path
 from affbench.home import cache_root, synthaffect_root
 
 # stage -> the file whose presence makes an entry complete. The four cache stages follow
-# affbench.train.feature_cache (FORMAT_VERSIONS, MANIFEST); the SynthAffect generator writes synthaffect.json last.
+# affbench.stages.feature_cache (FORMAT_VERSIONS, MANIFEST); the SynthAffect generator writes synthaffect.json last.
 STAGE_MARKERS = {"frames": "manifest.json", "finetune": "manifest.json", "features": "manifest.json",
                  "windows": "manifest.json", "synthaffect": "synthaffect.json"}
 STAGES = tuple(STAGE_MARKERS)

@@ -18,8 +18,8 @@ CLI_MODULES = [
     "affbench.cli_components",
     "affbench.data.cli",
     "affbench.data.shard_cli",
-    "affbench.train.cli",
-    "affbench.train.stage_cli",
+    "affbench.stages.cli",
+    "affbench.stages.stage_cli",
     "affbench.suite_cli",
     "affbench.cache_cli",
     "affbench.bench_cli",
@@ -30,13 +30,14 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The argument parser with every core command, and the plugins' commands unless `argv` (the command line
     it is built for) stays within the core ones."""
     from affbench import __version__
+    from affbench.cli_support import add_quiet_argument
 
     parser = argparse.ArgumentParser(
         prog="affbench",
         description="Benchmarks for continuous emotion recognition on video (ABAW / Aff-Wild2).",
     )
     parser.add_argument("--version", action="version", version=f"affbench {__version__}")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet_argument(parser, top_level=True)
     parser.add_argument("--debug", action="store_true",
                         help="show the Python traceback of input errors too (they print one line by default)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

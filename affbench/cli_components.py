@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from affbench._registry import KIND_HOOKS, get_registry
+from affbench.core.registry import KIND_HOOKS, get_registry
+from affbench.output import format_table
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -14,13 +15,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_list)
     p = subparsers.add_parser("plugins", help="list installed plugins, their versions and hooks")
     p.set_defaults(func=_plugins)
-
-
-def format_table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
-    """Left-aligned plain-text columns."""
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
-    return "\n".join(lines)
 
 
 def _list(args: argparse.Namespace) -> int:

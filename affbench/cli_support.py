@@ -14,7 +14,7 @@ import sys
 import zipfile
 from collections.abc import Callable
 
-from affbench._registry import PluginError
+from affbench.core.registry import PluginError
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -40,7 +40,7 @@ def one_line(exc: BaseException) -> str:
 def input_errors() -> tuple[type[BaseException], ...]:
     """INPUT_ERRORS plus CheckpointError once its module is loaded (importing it here would load torch for
     every command, `affbench list` included; a CheckpointError cannot exist before its module is imported)."""
-    checkpoints = sys.modules.get("affbench.train.checkpoints")
+    checkpoints = sys.modules.get("affbench.stages.checkpoints")
     return INPUT_ERRORS + ((checkpoints.CheckpointError,) if checkpoints is not None else ())
 
 
@@ -67,3 +67,11 @@ def reporting_input_errors(prog: str, func: Command) -> Command:
         return run_reporting_input_errors(prog, func, args)
 
     return run
+
+
+def add_quiet_argument(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
+    """``--quiet`` (no progress bars). The top-level parser declares it with a default; every command that shows
+    progress declares it again without one (SUPPRESS), so ``affbench train X --quiet`` works and a command that
+    was not given it keeps what ``affbench --quiet train X`` set."""
+    parser.add_argument("--quiet", action="store_true", help="no progress bars",
+                        **({} if top_level else {"default": argparse.SUPPRESS}))

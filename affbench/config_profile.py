@@ -77,8 +77,8 @@ def _images(batch: int, size: int) -> np.ndarray:
 
 def backbone_figures(config: Mapping[str, Any], device: torch.device, *, rounds: int, quick: bool) -> list[Figure]:
     """Forward and training-step frames/s of the config's backbone at its batch sizes."""
-    from affbench.train.finetune import BackboneWithHead, _new_head, build_backbone
-    from affbench.train.frame_batches import batch_to_input
+    from affbench.stages.finetune import BackboneWithHead, _new_head, build_backbone
+    from affbench.stages.frame_batches import batch_to_input
 
     if config.get("backbone") is None:
         return [Figure("backbone forward", None, "frames/s", "no backbone: the config reads features"),
@@ -135,31 +135,37 @@ def _throwaway_cache() -> Iterator[None]:
 
 def extraction_figure(config: Mapping[str, Any], inputs: Any, *, videos: int) -> Figure:
     """End-to-end extraction frames/s on the first `videos` videos (with images) of the config's dataset."""
-    from affbench.train.extract import extract_videos
-    from affbench.train.finetune import build_backbone
-    from affbench.train.stage_inputs import component_spec, ensure_frame_shards
+    from affbench.data.frame_shards import decoded_crops
+    from affbench.devices import resolve_device
+    from affbench.stages.extract import extract_videos
+    from affbench.stages.finetune import build_backbone
+    from affbench.stages.frame_batches import loader_workers
+    from affbench.stages.stage_inputs import ensure_frame_shards
 
     if config.get("backbone") is None:
         return Figure("extraction end to end", None, "frames/s", "no backbone")
     chosen = [r for r in inputs.records if r.has_image.any()][:videos]
     with _throwaway_cache(), tempfile.TemporaryDirectory(prefix="affbench-features-") as target:
-        backbone = build_backbone(component_spec(config["backbone"]))
+        backbone = build_backbone(config["backbone"])
         # The frame shards of these videos are written first (untimed: a real run writes them once for all).
         ensure_frame_shards(chosen, inputs.dataset, task=inputs.task, provenance=inputs.dataset_provenance,
-                            selection={"stage": "extract"}, stamps=inputs.stamps_digest(chosen), quiet=True)
+                            selection={"stage": "extract"}, stamps=inputs.stamps_digest(chosen),
+                            preprocess=backbone.preprocess, quiet=True)
         start = time.perf_counter()
         frames = extract_videos(config, inputs, backbone, Path(target), chosen, quiet=True,
                                 shard_records=chosen)
         seconds = time.perf_counter() - start
+    crops = decoded_crops(backbone.preprocess) is not None
+    workers = loader_workers(config["extract"]["workers"], crops=crops, device=resolve_device(config["device"]))
     return Figure("extraction end to end", frames / max(seconds, 1e-9), "frames/s",
                   f"{frames} frames of {len(chosen)} videos, batch {config['extract']['batch_size']}, "
-                  f"{config['extract']['workers']} workers")
+                  f"{'decoded crops' if crops else 'JPEG'}, {workers} workers")
 
 
 def temporal_figures(config: Mapping[str, Any], feature_dim: int, device: torch.device, *, rounds: int,
                      quick: bool) -> list[Figure]:
     """Stage 3 training windows/s and windowed inference frames/s of the config's model."""
-    from affbench.train.trainer import build_model
+    from affbench.stages.pipeline import build_model
 
     window, stride = int(config["data"]["window"]), int(config["data"]["stride"])
     train_batch = 2 if quick else int(config["train"]["batch_size"])
@@ -201,7 +207,7 @@ def temporal_figures(config: Mapping[str, Any], feature_dim: int, device: torch.
 def run_work(config: Mapping[str, Any], inputs: Any) -> dict[str, float]:
     """The amounts of one run of the config on `inputs` (fold 0): frames, windows, epochs."""
     from affbench.data.windows import window_starts
-    from affbench.train.finetune import finetune_frames
+    from affbench.stages.finetune import finetune_frames
 
     window, stride = int(config["data"]["window"]), int(config["data"]["stride"])
     extract_frames = float(sum(int(r.has_image.sum()) for r in inputs.records))
@@ -234,8 +240,8 @@ def profile_config(config: Mapping[str, Any], *, device: str | None = None, quic
                    rounds: int = 3, videos: int = 2) -> ConfigProfile:
     """Measure the config's components and project one run (fold 0) on its dataset."""
     from affbench.devices import resolve_device
-    from affbench.train.finetune import backbone_threads, build_backbone
-    from affbench.train.stage_inputs import component_spec, load_stage_inputs
+    from affbench.stages.finetune import backbone_threads, build_backbone
+    from affbench.stages.stage_inputs import load_stage_inputs
 
     torch_device = resolve_device(device if device is not None else config.get("device"))
     rounds = 1 if quick else rounds
@@ -245,7 +251,7 @@ def profile_config(config: Mapping[str, Any], *, device: str | None = None, quic
         figures = backbone_figures(config, torch_device, rounds=rounds, quick=quick)
         figures.append(extraction_figure(config, inputs, videos=1 if quick else videos))
     if config.get("backbone") is not None:
-        feature_dim = int(build_backbone(component_spec(config["backbone"])).out_dim)
+        feature_dim = int(build_backbone(config["backbone"]).out_dim)
     else:
         feature_dim = int(config["feature_dim"] or 768)
     figures += temporal_figures(config, feature_dim, torch_device, rounds=rounds, quick=quick)
@@ -260,12 +266,12 @@ def profile_config(config: Mapping[str, Any], *, device: str | None = None, quic
              rate["windowed inference"]),
     ]
     return ConfigProfile(getattr(config, "path", None), str(torch_device), figures,
-                         [w for w in work if w.amount], str(component_spec(config["data"]["dataset"])["name"]))
+                         [w for w in work if w.amount], str(config["data"]["dataset"]["name"]))
 
 
 def format_profile(profile: ConfigProfile, *, quick: bool) -> str:
     """The printed summary: one table of rates, one of the projected run."""
-    from affbench.projection import _rate, format_duration
+    from affbench.bench_report import _rate, format_duration
 
     lines = [f"config {profile.config_path or '<config>'} on {profile.device}, dataset {profile.dataset}", "",
              f"{'component':<40} {'rate':>12}  {'unit':<10} at"]

@@ -138,6 +138,20 @@ def _resize(x: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
     return x
 
 
+def input_pixels(images: Any, preprocess: Preprocess) -> torch.Tensor:
+    """uint8 RGB images (as `preprocess_images` takes them) -> uint8 [B,S,S,3] at the backbone's input size.
+
+    The resize of `preprocess_images`, rounded back to uint8: what frame shards keep for small backbones so that
+    neither JPEG decoding nor resizing is paid again on every read (``preprocess_images`` of the result only
+    normalises, as the images are already S x S).
+    """
+    out = []
+    for group in _as_uint8_batch(images):
+        x = _resize(group.permute(0, 3, 1, 2).float(), preprocess)
+        out.append(x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1))
+    return out[0].contiguous() if len(out) == 1 else torch.cat(out)
+
+
 def preprocess_images(images: Any, preprocess: Preprocess, *, device: torch.device | str | None = None
                       ) -> torch.Tensor:
     """uint8 RGB images ([B,H,W,3] numpy/torch, or a list of PIL/arrays) -> normalised float tensor [B,3,S,S]."""
@@ -297,22 +311,12 @@ class AffectModel(nn.Module):
         return self.head(h, mask)
 
 
-def _component_spec(value: Any, key: str) -> tuple[str, dict[str, Any]]:
-    """A config component (a name or {name, options}) -> (name, options)."""
-    if isinstance(value, str):
-        return value, {}
-    if isinstance(value, Mapping):
-        extra = sorted(set(value) - {"name", "options"})
-        if extra:
-            raise ValueError(f"config key {key}: unknown key '{extra[0]}'; accepted: name, options")
-        if not isinstance(value.get("name"), str):
-            raise ValueError(f"config key {key}.name: expected a component name (string), got "
-                             f"{value.get('name')!r}")
-        options = value.get("options") or {}
-        if not isinstance(options, Mapping):
-            raise ValueError(f"config key {key}.options: expected a mapping, got {type(options).__name__}")
-        return value["name"], dict(options)
-    raise ValueError(f"config key {key}: expected a name or {{name, options}}, got {value!r}")
+def _component_spec(value: Any, key: str, kind: str) -> tuple[str, dict[str, Any]]:
+    """(name, options) of a config component, normalised by the config's one normaliser."""
+    from affbench.core.config import component_spec
+
+    spec = component_spec(value, key, kind=kind)
+    return spec["name"], spec["options"]
 
 
 HEAD_KEYS = ("hidden", "dropout", "norm", "activation")
@@ -326,13 +330,13 @@ def create_model(config: Mapping[str, Any]) -> AffectModel:
         raise TypeError(f"create_model: config must be a mapping, got {type(config).__name__}")
     if config.get("task") is None:
         raise ValueError("config key task: required; a task name (va, expr, au) or {name, options}")
-    task_name, task_options = _component_spec(config["task"], "task")
+    task_name, task_options = _component_spec(config["task"], "task", "task")
     task = affbench.create("task", task_name, **task_options)
 
     backbone = None
     feature_dim = config.get("feature_dim")
     if config.get("backbone") is not None:
-        name, options = _component_spec(config["backbone"], "backbone")
+        name, options = _component_spec(config["backbone"], "backbone", "backbone")
         backbone = affbench.create("backbone", name, **options)
         feature_dim = int(backbone.out_dim)
     elif not isinstance(feature_dim, int) or isinstance(feature_dim, bool) or feature_dim <= 0:
@@ -348,7 +352,7 @@ def create_model(config: Mapping[str, Any]) -> AffectModel:
     blocks = []
     dim = feature_dim
     for i, item in enumerate(temporal_cfg):
-        name, options = _component_spec(item, f"model.temporal[{i}]")
+        name, options = _component_spec(item, f"model.temporal[{i}]", "temporal")
         if "in_dim" in options:
             raise ValueError(f"config key model.temporal[{i}].options.in_dim: set by the model (the previous "
                              f"block's out_dim); remove it")
@@ -381,5 +385,6 @@ __all__ = [
     "check_choice",
     "check_sequence",
     "create_model",
+    "input_pixels",
     "preprocess_images",
 ]

@@ -8,7 +8,7 @@ A config names it as its task and lists the tasks it joins with their loss weigh
         tasks: [{name: va, weight: 1}, {name: expr, weight: 1}, {name: au, weight: 1, options: {}}]
 
 It speaks the task contract (affbench.task_contract) on the merged label layout of
-:class:`affbench.train.multitask_labels.MultiTaskLabels` (every part's label columns, then one usability flag
+:class:`affbench.stages.multitask_labels.MultiTaskLabels` (every part's label columns, then one usability flag
 per part), so stage 3 trains and scores it like any task:
 
 * the loss is the weighted sum of each part's own loss on the frames where that part's label is usable: a
@@ -33,16 +33,17 @@ import torch
 from torch import nn
 
 from affbench import task_contract as contract
-from affbench.train.multitask_labels import MultiTaskLabels
+from affbench.core.config import component_spec
+from affbench.stages.multitask_labels import MultiTaskLabels
 
 NAME = "multitask"
 SCORE = "score"
 PART_KEYS = ("name", "options", "weight")
 
 
-def part_specs(tasks: Any) -> list[dict[str, Any]]:
-    """The option ``tasks`` as [{name, options, weight}], checked (a name alone means weight 1, no options)."""
-    where = "task.options.tasks"
+def part_specs(tasks: Any, where: str = "task.options.tasks") -> list[dict[str, Any]]:
+    """The option ``tasks`` as [{name, options, weight}], checked (a name alone means weight 1, no options);
+    errors name the option as `where`."""
     if not isinstance(tasks, Sequence) or isinstance(tasks, str) or len(tasks) < 2:
         raise ValueError(f"{where}: a list of at least two tasks ({{name, weight, options}}), got {tasks!r}")
     specs = []
@@ -94,7 +95,7 @@ class MultiTask(nn.Module):
         return self.layout.loss(pred, target, valid)
 
     def probabilities(self, pred: Any) -> None:
-        return None  # each part writes its own (see affbench.train.evaluate.write_run_predictions)
+        return None  # each part writes its own (see affbench.stages.evaluate.write_run_predictions)
 
     def postprocess(self, pred: Any) -> torch.Tensor:
         pred = torch.as_tensor(pred)
@@ -130,19 +131,17 @@ class MultiTask(nn.Module):
     @property
     def thresholds(self) -> np.ndarray:
         """The tunable parts' states side by side (how a checkpoint stores them). An array, not a tensor: setting
-        it (affbench.train.evaluate.set_thresholds) goes through the setter, which hands each part its own."""
+        it (affbench.task_contract.set_thresholds) goes through the setter, which hands each part its own."""
         return np.concatenate([np.asarray(contract.as_numpy(p.thresholds), np.float32).reshape(-1)
                                for _, p in self.tunable()] or [np.zeros(0, np.float32)])
 
     @thresholds.setter
     def thresholds(self, value: Any) -> None:
-        from affbench.train.evaluate import set_thresholds
-
         flat = np.asarray(contract.as_numpy(value), np.float32).reshape(-1)
         start = 0
         for _, part in self.tunable():
             n = int(np.asarray(contract.as_numpy(part.thresholds)).size)
-            set_thresholds(part, flat[start:start + n])
+            contract.set_thresholds(part, flat[start:start + n])
             start += n
 
     def metrics(self, values: Any, target: Any, valid: Any = None) -> dict[str, float]:
@@ -200,35 +199,8 @@ def epoch_repeats(layout: MultiTaskLabels, records: Sequence[Any]) -> dict[str, 
 
 def joined_tasks(config: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     """The part specs when the config's task is a multi-task model, else None."""
-    from affbench.train.stage_inputs import component_spec
-
-    spec = component_spec(config["task"])
+    spec = component_spec(config["task"], "task", kind="task")
     return part_specs(spec["options"].get("tasks")) if spec["name"] == NAME else None
-
-
-def merged_stage_inputs(config: Mapping[str, Any], fold: int | None, specs: Sequence[Mapping[str, Any]]) -> Any:
-    """One StageInputs for a multi-task model: per split, every part's records of it merged per video.
-
-    Train is the union of the parts' training videos, validation the union of their validation videos; a part's
-    labels of a video are merged into a split only where that part puts the video on that side, so each part
-    is scored on exactly its own validation frames. K-fold splits are shared by the tasks, so a video lies on
-    one side for all; on an official split a video can train one part and validate another. Under
-    ``train.select: inner`` the selection slice is the union of the parts' slices (see
-    affbench.train.stage_inputs.selection_spec), which stage 1 never trains on.
-    """
-    from affbench.train.stage_inputs import StageInputs, load_stage_inputs
-
-    per_part = [load_stage_inputs(config, fold, task=s["name"]) for s in specs]
-    layout = MultiTask([dict(s) for s in specs]).layout
-    train = layout.merge([{r.video: r for r in p.train} for p in per_part])
-    validation = layout.merge([{r.video: r for r in p.validation} for p in per_part])
-    info = {k: v for k, v in per_part[0].fold_info.items() if k not in ("train", "validation",
-                                                                           "videos_without_images")}
-    info["videos_without_images"] = sorted({v for p in per_part for v in p.fold_info["videos_without_images"]})
-    info["train"] = [r.video for r in train]
-    info["validation"] = [r.video for r in validation]
-    first = per_part[0]
-    return StageInputs(first.dataset, first.dataset_provenance, NAME, fold, train, validation, info, parts=per_part)
 
 
 def training_repeats(config: Mapping[str, Any], records: Sequence[Any]) -> dict[str, int] | None:

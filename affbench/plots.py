@@ -318,8 +318,9 @@ def plot_training_curves(runs: Sequence[Mapping[str, Any]], path: Path) -> Path 
 
 def plot_intervals(numbers: Any, path: Path) -> Path | None:
     """Table 2 as a picture: per column, each row's value and 95 % interval; references as vertical lines."""
+    from affbench.output import fixed
     from affbench.references import REFERENCES, reference_title
-    from affbench.report import fixed, row_label, table_columns
+    from affbench.report_numbers import row_label, table_columns
 
     panels = [p for p in table_columns([s.run for s in numbers.scores], "report")
               if any(numbers.cell(r, p[0], p[1]) for r in numbers.rows())]

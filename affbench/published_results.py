@@ -33,7 +33,7 @@ def machine_description() -> dict[str, Any]:
     """What ran the suite: CPU, core count, accelerator, OS and torch, as a reader needs to weigh timings."""
     import torch
 
-    from affbench.train.finetune import cpu_cores
+    from affbench.stages.finetune import cpu_cores
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -56,7 +56,7 @@ def machine_description() -> dict[str, Any]:
 
 def config_digests(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
     """(task, row, config file, sha256 of the resolved config) for each distinct config the runs used."""
-    from affbench.train.config import config_digest
+    from affbench.core.config import config_digest
 
     seen: dict[tuple[str, str], dict[str, str]] = {}
     for run in runs:
@@ -69,12 +69,12 @@ def config_digests(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
 
 def _relative_config(path: str | None) -> str:
     """A built-in config's path from the configs root (machine-independent); other paths as given."""
-    from affbench.suite import configs_root
+    from affbench.core.config import builtin_configs_root
 
     if not path:
         return ""
     try:
-        return Path(path).resolve().relative_to(configs_root().resolve()).as_posix()
+        return Path(path).resolve().relative_to(builtin_configs_root().resolve()).as_posix()
     except ValueError:
         return str(path)
 
@@ -166,7 +166,7 @@ def current_block(readme_text: str) -> str | None:
 
 def publish(results_path: str | Path, to: str | Path, readme: str | Path) -> Path:
     """Copy a suite's results file to `to` and rewrite `readme`'s results block from it; returns `to`."""
-    from affbench.train.run_dir import write_text_atomic
+    from affbench.output import write_text_atomic
 
     results = read_results(results_path)
     to, readme = Path(to), Path(readme)

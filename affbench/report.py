@@ -23,29 +23,24 @@ from typing import Any
 
 from affbench import task_contract as contract
 from affbench.bootstrap import Estimate
-from affbench.cli_components import format_table
+from affbench.output import fixed, format_table, markdown_table
 from affbench.references import REFERENCES, reference_title, selected_on_scored
 from affbench.report_numbers import (
+    SELECTED_ON_REPORTED,
     BootstrapSettings,
     Cell,
     ReportNumbers,
-    added_metrics,
+    row_label,
     selection_mode,
+    table_columns,
     task_metrics,
     tasks_of,
 )
 
 MAIN_ROW_DEFAULT = "ours"
-SELECTED_ON_REPORTED = "†"  # the row's checkpoint was chosen on the frames the table scores
 SIGNIFICANT = "*"  # the paired difference from the main row excludes 0
 MULTITASK_SCORE = "MTL score"  # Table 2's column when a suite has a multi-task row (sum of the primaries)
 TERMINAL_WIDTH = 120
-
-
-def fixed(x: float, digits: int = 3, sign: str = "") -> str:
-    """`x` with `digits` decimals; a value that rounds to zero prints as 0 (never '-0.000')."""
-    text = f"{x:{sign}.{digits}f}"
-    return f"{0.0:{sign}.{digits}f}" if float(text) == 0.0 else text
 
 
 def format_interval(low: float, high: float, digits: int = 2) -> str:
@@ -89,28 +84,9 @@ def _fold_label(fold: int | None) -> str:
     return "official" if fold is None else f"Fold {fold}"
 
 
-def row_label(numbers: ReportNumbers, row: str) -> str:
-    """The row's name, marked when any of its runs was selected on the reported frames."""
-    return f"{row} {SELECTED_ON_REPORTED}" if "validation" in numbers.row_selection(row) else row
-
-
 def _reference_label(task: str, name: str) -> str:
     # A reference chosen on the scored frames (e.g. the best constant class) is selected on the reported frames.
     return reference_title(task, name) + (f" {SELECTED_ON_REPORTED}" if selected_on_scored(task, name) else "")
-
-
-def table_columns(runs: Sequence[Mapping[str, Any]], which: str) -> list[tuple[str, str, str]]:
-    """(task, metric key in metrics.json, column title) of Table 1 (``detail``) or Table 2 (``report``): each
-    task's declared columns, tasks in the order the runs list them."""
-    columns = contract.detail_columns if which == "detail" else contract.report_columns
-    out = []
-    for task in tasks_of(runs):
-        out += [(task, metric, title) for metric, title in columns(contract.task_named(task))]
-        if which == "report":  # Table 2 also shows the metrics configs added to the task
-            added = dict.fromkeys(k for run in runs if run["task"] == task for k in added_metrics(run))
-            out += [(task, key, f"{task} {key}") for key in added if key not in contract.table_metrics(
-                contract.task_named(task))]
-    return out
 
 
 def multitask_score(numbers: ReportNumbers, row: str, tasks: Sequence[str]) -> float | None:
@@ -304,13 +280,6 @@ def render_text(tables: Mapping[str, Any], *, title: str) -> str:
     return "\n".join(parts)
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A GitHub-flavoured Markdown table."""
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(out)
-
-
 def tables_markdown(tables: Mapping[str, Any], *, legend_lines: Sequence[str] = (), level: int = 2) -> str:
     """How to read the tables, then the tables, as Markdown with headings of `level` (what a README quotes)."""
     titles = _titles(tables)
@@ -376,7 +345,7 @@ def write_report(runs: Sequence[Mapping[str, Any]], out_dir: str | Path, *, titl
     """Print the tables (when `echo`) and write report.md/.csv/.json and the plots into `out_dir`.
 
     `scope` (see scope_note) opens report.md; `made` (see provenance_lines) closes it."""
-    from affbench.train.run_dir import write_json, write_text_atomic
+    from affbench.output import write_json, write_text_atomic
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -315,3 +315,25 @@ class ReportNumbers:
                                     "pairs": pairs, "difference": est.value, "low": est.low, "high": est.high,
                                     "excludes_zero": est.excludes_zero})
         return out
+
+
+SELECTED_ON_REPORTED = "†"  # the row's checkpoint was chosen on the frames the table scores
+
+
+def row_label(numbers: ReportNumbers, row: str) -> str:
+    """The row's name, marked when any of its runs was selected on the reported frames."""
+    return f"{row} {SELECTED_ON_REPORTED}" if "validation" in numbers.row_selection(row) else row
+
+
+def table_columns(runs: Sequence[Mapping[str, Any]], which: str) -> list[tuple[str, str, str]]:
+    """(task, metric key in metrics.json, column title) of Table 1 (``detail``) or Table 2 (``report``): each
+    task's declared columns, tasks in the order the runs list them."""
+    columns = contract.detail_columns if which == "detail" else contract.report_columns
+    out = []
+    for task in tasks_of(runs):
+        out += [(task, metric, title) for metric, title in columns(contract.task_named(task))]
+        if which == "report":  # Table 2 also shows the metrics configs added to the task
+            added = dict.fromkeys(k for run in runs if run["task"] == task for k in added_metrics(run))
+            out += [(task, key, f"{task} {key}") for key in added if key not in contract.table_metrics(
+                contract.task_named(task))]
+    return out

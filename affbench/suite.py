@@ -14,7 +14,7 @@ A suite file (YAML)::
 ``run_suite`` trains every (config, fold, seed) whose run directory lacks final metrics (``metrics.json``) or was
 written by a different resolved config, skips the others unless ``force``, and writes ``suite.json`` (every run's
 resolved config, seed, plugin versions, data provenance, metrics and timings) and the report. One fine-tune and one extraction per backbone and fold
-serve every row that needs them: the stages are content-addressed (see affbench.train.feature_cache).
+serve every row that needs them: the stages are content-addressed (see affbench.stages.feature_cache).
 """
 
 from __future__ import annotations
@@ -25,13 +25,11 @@ import json
 import platform
 import time
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-import affbench
 from affbench.yaml_strict import load_unique
 
 SUITE_KEYS = ("name", "configs", "folds", "main", "overrides", "seeds", "bootstrap", "description")
@@ -60,17 +58,6 @@ class Suite:
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     seeds: list[int] | None = None  # None: each config's own train.seed, run folders without a seed level
     bootstrap: dict[str, int] = dataclasses.field(default_factory=dict)
-
-
-def configs_root() -> Path:
-    """The directory of the built-in configs (installed package data, else the source tree's configs/)."""
-    try:
-        root = Path(str(resources.files("affbench_configs")))
-        if root.is_dir():
-            return root
-    except ModuleNotFoundError:
-        pass
-    return Path(affbench.__file__).resolve().parent.parent / "configs"
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -141,7 +128,9 @@ def builtin_suite_path(name: str, data: str | None) -> Path:
     ``configs/synthaffect/suite.yaml`` is the paper suite scaled to SynthAffect, and other scaled suites live
     at ``configs/synthaffect/<name>.yaml``.
     """
-    root = configs_root()
+    from affbench.core.config import builtin_configs_root
+
+    root = builtin_configs_root()
     if data == "affwild2":
         candidates = [root / name / n for n in SUITE_FILE_NAMES]
     else:
@@ -219,7 +208,7 @@ def plan_runs(suite: Suite, *, folds: str | None = None, overrides: Mapping[str,
 
     A suite seed sets ``train.seed`` and ``finetune.seed`` of every config (over any override).
     """
-    from affbench.train.config import load_config
+    from affbench.core.config import load_config
 
     seeds: list[int | None] = list(suite.seeds) if suite.seeds else [None]
     configs = {seed: [load_config(p, run_overrides(suite, seed, overrides)) for p in suite.configs]
@@ -247,7 +236,7 @@ def seed_out_dir(out_dir: str | Path, seed: int | None) -> Path:
 
 def _run_record(config: Any, fold: int, run_dir: Path, metrics: Mapping[str, Any] | None, *, status: str,
                 seconds: dict[str, float], data_provenance: Mapping[str, Any] | None) -> dict[str, Any]:
-    from affbench.train.run_dir import plugin_versions
+    from affbench.stages.run_dir import plugin_versions
 
     return {
         "name": config["name"],
@@ -297,7 +286,7 @@ def run_one(config: Any, fold: int, seed: int | None, out_dir: Path, *, label: s
     import contextlib
 
     from affbench.run_lock import run_folder_lock
-    from affbench.train.run_dir import run_dir_path
+    from affbench.stages.run_dir import run_dir_path
 
     run_out = seed_out_dir(out_dir, seed)
     run_dir = run_dir_path(run_out, config, fold)
@@ -317,7 +306,8 @@ def write_suite_outputs(suite: Suite, out_dir: Path, planned: Sequence[tuple[Any
                         ) -> dict[str, Any]:
     """suite.json and the report of finished `runs` (one record per planned run, from `_run_row`); whoever ran
     them (this process, or a cluster's jobs) gathers them here. Returns suite.json's record."""
-    from affbench.train.run_dir import plugin_versions, write_json
+    from affbench.output import write_json
+    from affbench.stages.run_dir import plugin_versions
 
     record = {
         "suite": suite.name,
@@ -367,7 +357,7 @@ def _bootstrap_settings(suite: Suite):
 def preflight_suite(planned: Sequence[tuple[Any, ...]], out_dir: Path) -> None:
     """Before the first row: --out and the cache are writable, and every dataset the rows name opens."""
     from affbench.preflight import check_run_folders
-    from affbench.train.stage_inputs import open_dataset
+    from affbench.stages.stage_inputs import open_dataset
 
     check_run_folders(out_dir)
     for spec in {json.dumps(config["data"]["dataset"], sort_keys=True) for config, *_ in planned}:
@@ -377,12 +367,12 @@ def preflight_suite(planned: Sequence[tuple[Any, ...]], out_dir: Path) -> None:
 def _run_row(config: Any, fold: int, run_dir: Path, label: str, *, out_dir: Path, force: bool,
              quiet: bool) -> dict[str, Any]:
     """Train one (config, fold) row, or skip it when its run folder holds final metrics of this config."""
-    from affbench.train.pipeline import prepare_window_shards
-    from affbench.train.trainer import train
+    from affbench.stages.pipeline import window_data
+    from affbench.stages.trainer import train
 
     metrics_path = run_dir / "metrics.json"
-    same_config = _same_config(run_dir, config)
-    if metrics_path.is_file() and same_config and not force:
+    no_other_config = _holds_no_other_config(run_dir, config)
+    if metrics_path.is_file() and no_other_config and not force:
         metrics = _read_json(metrics_path)
         provenance = _read_json(run_dir / "data_provenance.json")
         if not quiet:
@@ -392,11 +382,11 @@ def _run_row(config: Any, fold: int, run_dir: Path, label: str, *, out_dir: Path
     if not quiet:
         print(f"{label}: preparing window shards", flush=True)
     t0 = time.perf_counter()
-    window_data = prepare_window_shards(config, fold=fold, quiet=quiet)
+    data = window_data(config, fold=fold, quiet=quiet)  # the route train() takes when it is given no data
     t1 = time.perf_counter()
     # A run directory left by another config is retrained from scratch, never resumed or reported.
-    metrics = train(config, fold=fold, out_dir=out_dir, resume=same_config and not force, quiet=quiet,
-                    data=window_data)
+    metrics = train(config, fold=fold, out_dir=out_dir, resume=no_other_config and not force, quiet=quiet,
+                    data=data)
     t2 = time.perf_counter()
     seconds = {"stages_1_2": round(t1 - t0, 3), "train": round(t2 - t1, 3)}
     if not quiet:
@@ -406,11 +396,12 @@ def _run_row(config: Any, fold: int, run_dir: Path, label: str, *, out_dir: Path
         print(f"{label}: {shown} (stages 1-2 {seconds['stages_1_2']:.1f} s, train {seconds['train']:.1f} s)",
               flush=True)
     return _run_record(config, fold, run_dir, metrics, status="trained", seconds=seconds,
-                       data_provenance=window_data.provenance)
+                       data_provenance=data.provenance)
 
 
-def _same_config(run_dir: Path, config: Any) -> bool:
-    """Whether `run_dir` was written by this resolved config (its config.resolved.yaml holds the same values)."""
+def _holds_no_other_config(run_dir: Path, config: Any) -> bool:
+    """Whether `run_dir` holds no run of another config: it has no config.resolved.yaml yet, or that file holds
+    this resolved config's values. Only then may the row be skipped or resumed from what the folder holds."""
     path = run_dir / "config.resolved.yaml"
     if not path.is_file():
         return True  # nothing there yet: a fresh run, which may resume its own last.pt

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from affbench.cli_support import add_quiet_argument
+
 DEFAULT_OUT = "runs/suites"
 
 
@@ -27,7 +29,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, metavar="DIR", help=f"output directory (default: {DEFAULT_OUT}/NAME)")
     p.add_argument("--force", action="store_true", help="retrain rows that already have final metrics")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    p.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+    add_quiet_argument(p)
     from affbench.devices import add_device_argument
 
     add_device_argument(p)

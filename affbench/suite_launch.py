@@ -50,7 +50,7 @@ def _join_job_ranks(device: str | None):
     """The job's place in a data-parallel run: with more than one task, submitit exports torchrun's variables."""
     import submitit
 
-    from affbench.train.distributed import init_distributed
+    from affbench.stages.distributed import init_distributed
 
     if submitit.JobEnvironment().num_tasks > 1:
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
@@ -69,7 +69,7 @@ class FillStage(_Requeued):
     """Stage 1 and 2 of one stage entry: `affbench extract` of each (config, fold) in turn."""
 
     def __call__(self, entries: list[tuple[Any, int]], quiet: bool) -> list[str]:
-        from affbench.train.pipeline import prepare_window_shards
+        from affbench.stages.pipeline import prepare_window_shards
 
         return [prepare_window_shards(config, fold=fold, quiet=quiet).provenance["features_dir"]
                 for config, fold in entries]

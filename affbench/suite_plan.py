@@ -98,7 +98,7 @@ def _set_args(overrides: Mapping[str, Any]) -> list[str]:
 def plan_suite(suite: Suite, out_dir: str | Path, *, folds: str | None = None, data: str | None = None,
                root: str | Path | None = None, device: str | None = None) -> SuitePlan:
     """Every run of `suite` with its stage entries, and the distinct stage jobs (in first-needed order)."""
-    from affbench.train.run_dir import run_dir_path
+    from affbench.stages.run_dir import run_dir_path
 
     extra = suite_overrides(data, root, device)
     keys = _StageKeys()
@@ -126,7 +126,7 @@ class _StageKeys:
         self._backbones: dict[str, Any] = {}
 
     def _backbone(self, spec: Mapping[str, Any]):
-        from affbench.train.finetune import build_backbone
+        from affbench.stages.finetune import build_backbone
 
         text = json.dumps(spec, sort_keys=True, default=str)
         if text not in self._backbones:
@@ -135,13 +135,13 @@ class _StageKeys:
 
     def of(self, config: Any, fold: int) -> tuple[str | None, str | None]:
         """(fine-tune key or None, feature key or None while the fine-tune it follows has not run)."""
-        from affbench.train import feature_cache as cache
-        from affbench.train.finetune import WEIGHTS_FILE, finetune_frames, finetune_key, finetuned_weights_id
-        from affbench.train.stage_inputs import component_spec, load_stage_inputs
+        from affbench.stages import feature_cache as cache
+        from affbench.stages.finetune import WEIGHTS_FILE, finetune_frames, finetune_key, finetuned_weights_id
+        from affbench.stages.stage_inputs import load_stage_inputs
 
         if config.get("backbone") is None:
             return None, None
-        spec = component_spec(config["backbone"])
+        spec = config["backbone"]
         backbone = self._backbone(spec)
         inputs = load_stage_inputs(config, fold)
         weights_id = str(backbone.weights_id)

@@ -190,3 +190,31 @@ def record_rate(benchmark: Any, *, items_per_second: float, unit: str, device: t
         "torch_threads": torch.get_num_threads(),
         **extra,
     })
+
+
+class PairedRounds:
+    """A baseline round timed right before each timed round of a benchmark, for drift-free ratios.
+
+    On a shared machine speed drifts between two benchmarks by more than many goals' margins. Pass ``setup`` (or
+    call it from the benchmark's own setup) to ``measure``: it runs ``baseline`` once and records its rate; then
+    ``record`` stores the median of the per-round ratios as ``extra_info["paired_ratio"]`` against
+    ``baseline_name``, which ``affbench.bench_report.ratio`` uses in place of the two medians' ratio.
+    """
+
+    def __init__(self, baseline_name: str, baseline: Callable[[], Any], items: int, device: torch.device) -> None:
+        self.baseline_name, self.baseline, self.items, self.device = baseline_name, baseline, items, device
+        self.rates: list[float] = []
+
+    def setup(self) -> None:
+        start = time.perf_counter()
+        self.baseline()
+        synchronize(self.device)
+        self.rates.append(self.items / (time.perf_counter() - start))
+
+    def record(self, benchmark: Any) -> None:
+        rates = benchmark.extra_info.get("round_rates") or []
+        partners = self.rates[-len(rates):] if rates else []
+        ratios = [r / p for r, p in zip(rates, partners, strict=True)]
+        benchmark.extra_info.update({"paired_baseline": self.baseline_name,
+                                     "paired_ratio": statistics.median(ratios) if ratios else None,
+                                     "paired_ratios": ratios, "paired_baseline_rates": partners})

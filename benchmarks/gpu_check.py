@@ -39,7 +39,7 @@ def _goal(name: str, value: float | None, goal: float, unit: str) -> dict:
 
 def suites(device: str) -> tuple[list, dict, float]:
     """Run the backbone and extraction groups on `device`; their results and machine info."""
-    from affbench.projection import load_results
+    from affbench.bench_report import load_results
 
     with tempfile.TemporaryDirectory(prefix="affbench-gpu-check-") as tmp:
         out = Path(tmp) / "bench.json"
@@ -54,9 +54,9 @@ def suites(device: str) -> tuple[list, dict, float]:
 def paper_components(device: str) -> tuple[dict, object]:
     """The paper config's own components at its batch sizes (random CLIP ViT-B/16 weights), and the config."""
     from affbench.config_profile import backbone_figures, temporal_figures
+    from affbench.core.config import find_config, load_config
     from affbench.devices import resolve_device
-    from affbench.train.config import find_config, load_config
-    from affbench.train.finetune import backbone_threads
+    from affbench.stages.finetune import backbone_threads
 
     config = load_config(find_config("paper/va/ours.yaml"),
                          {"backbone.options.pretrained": None})  # random weights: nothing is downloaded
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print("gpu_check: no CUDA GPU is visible; run it on the GPU machine", file=sys.stderr)
         return 2
-    from affbench.projection import find, paper_suite_projection, ratio
+    from affbench.bench_report import find, paper_suite_projection, ratio
 
     results, machine, suite_seconds = suites(args.device)
     components, config = paper_components(args.device)

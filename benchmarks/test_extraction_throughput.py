@@ -4,26 +4,33 @@
 JPEGs decoded and preprocessed in DataLoader workers, the backbone in the main process, features stored per
 video) and then the window shards of both splits. Backbone construction is a one-off cost and is not timed.
 ``baseline_forward_only`` is the same backbone on the same frames already decoded and preprocessed in memory,
-same batch. Goal: extraction >= 0.9 x the baseline, i.e. decoding is hidden behind the backbone.
+same batch. Goals: extraction >= 0.9 x the baseline with the paper's CLIP ViT-B/16 (decoding hidden behind
+the backbone), >= 0.5 x with the registered CLIP test config at 32x32, where the backbone costs almost nothing
+and the figure shows the data path's own cost (its frame shards keep decoded crops: see frame_shards.py).
 
-Two backbones: the paper's CLIP ViT-B/16 (where the goal applies) and the registered CLIP test config at
-32x32, where the backbone costs almost nothing and the figure shows the data path's own cost.
+Paired rounds: the machine's speed drifts between two benchmarks by more than the ratio's margin on a shared
+2-core host, so a forward-only round runs (untimed by pytest-benchmark) right before each extraction round, and
+the median of the per-pair ratios is stored as ``extra_info["paired_ratio"]`` against
+``baseline_forward_only``: the figure the goals use.
 """
 
 from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 import torch
-from benchkit import measure
+from benchkit import PairedRounds, measure
 from benchmarks_paths import fresh_dir
 
-from affbench.train import feature_cache as cache
-from affbench.train.config import resolve
-from affbench.train.extract import FeatureSet, build_window_shards, extract_videos
-from affbench.train.finetune import backbone_threads, build_backbone
-from affbench.train.stage_inputs import ensure_frame_shards, load_stage_inputs
+from affbench.core.config import resolve
+from affbench.data.frame_shards import decoded_crops
+from affbench.data.window_shards import build_window_shards
+from affbench.stages import feature_cache as cache
+from affbench.stages.extract import FeatureSet, extract_videos
+from affbench.stages.finetune import backbone_threads, build_backbone
+from affbench.stages.stage_inputs import ensure_frame_shards, load_stage_inputs
 from affbench_plugins.clip_backbone import TINY_VIT
 
 BACKBONES = {
@@ -60,55 +67,22 @@ def extraction_case(request, sizes, bench_dir):
     records = [r for r in inputs.records if r.has_image.any()]
     shards_dir = ensure_frame_shards(inputs.records, inputs.dataset, task=inputs.task,
                                      provenance=inputs.dataset_provenance, selection={"stage": "extract"},
-                                     stamps=inputs.stamps_digest(inputs.records), quiet=True)
+                                     stamps=inputs.stamps_digest(inputs.records), preprocess=backbone.preprocess,
+                                     quiet=True)
     return {"name": name, "config": config, "inputs": inputs, "backbone": backbone, "identity": identity,
             "records": records, "frames": sum(int(r.has_image.sum()) for r in records),
             "frame_shards": shards_dir, "scratch": bench_dir / f"extraction-{name}"}
 
 
-def test_extraction(benchmark, extraction_case, device, sizes):
-    """affbench stage 2: frame shards -> decode/preprocess (workers) -> backbone -> features -> window shards."""
-    if device.type != ("cuda" if torch.cuda.is_available() else "cpu"):
-        pytest.skip("the extractor picks cuda whenever one is visible; run with the matching --device")
-    benchmark.group = "extraction"
-    case = extraction_case
-    config, inputs, backbone = case["config"], case["inputs"], case["backbone"]
-    key = cache.feature_key(inputs.dataset_provenance, case["identity"])
-    state: dict = {}
+def forward_only(case: dict, device: torch.device):
+    """The backbone on the case's frames decoded and preprocessed beforehand, same batch and threads: a callable
+    that runs every frame once."""
+    from affbench.data.frame_shards import FrameShards, frame_pixels
+    from affbench.stages.frame_batches import batch_to_input
 
-    def setup() -> None:
-        # Start from nothing but the frame shards: no cached features, no cached window shards.
-        shutil.rmtree(cache.cache_root() / "windows", ignore_errors=True)
-        state["directory"] = fresh_dir(case["scratch"] / "features")
-
-    def extract() -> None:
-        done = extract_videos(config, inputs, backbone, state["directory"], case["records"], quiet=True)
-        assert done == case["frames"]
-        features = FeatureSet(state["directory"], key, case["identity"], int(backbone.out_dim), done, None)
-        for split in ("train", "validation"):
-            build_window_shards(config, inputs, features, split, quiet=True)
-
-    size = backbone.preprocess.image_size
-    measure(benchmark, extract, items=case["frames"], unit="frames/s", device=device,
-            batch_size=config["extract"]["batch_size"], shapes={"images": (config["extract"]["batch_size"], 3, size, size),
-                                                                 "jpeg": (112, 112, 3)},
-            sizes=sizes, setup=setup, backbone=case["name"], workers=config["extract"]["workers"],
-            frames=case["frames"], min_rounds=3 if case["name"] == "clip_vit_b16" else None)
-
-
-def test_baseline_forward_only(benchmark, extraction_case, device, sizes):
-    """The same backbone on the same frames, decoded and preprocessed beforehand, same batch and threads."""
-    import numpy as np
-
-    from affbench.data.frame_shards import FrameShards, decode_jpeg
-    from affbench.model import preprocess_images
-
-    benchmark.group = "extraction"
-    case = extraction_case
     backbone = case["backbone"].to(device).eval()
-    preprocess = backbone.preprocess
-    pixels = np.stack([decode_jpeg(s["jpg"]) for s in FrameShards(case["frame_shards"])])
-    images = preprocess_images(pixels, preprocess)
+    pixels = np.stack([frame_pixels(s) for s in FrameShards(case["frame_shards"])])
+    images = batch_to_input(pixels, backbone.preprocess, torch.device("cpu"))
     assert images.shape[0] == case["frames"]
     amp = device.type == "cuda" and bool(case["config"]["extract"]["amp"])
     if device.type == "cuda":  # as the extractor runs it
@@ -126,6 +100,51 @@ def test_baseline_forward_only(benchmark, extraction_case, device, sizes):
                     chunk = chunk.contiguous(memory_format=torch.channels_last)
                 backbone(chunk).float().cpu()
 
+    return forward
+
+
+def test_extraction(benchmark, extraction_case, device, sizes):
+    """affbench stage 2: frame shards -> decode/preprocess (workers) -> backbone -> features -> window shards."""
+    if device.type != ("cuda" if torch.cuda.is_available() else "cpu"):
+        pytest.skip("the extractor picks cuda whenever one is visible; run with the matching --device")
+    benchmark.group = "extraction"
+    case = extraction_case
+    config, inputs, backbone = case["config"], case["inputs"], case["backbone"]
+    key = cache.feature_key(inputs.dataset_provenance, case["identity"])
+    state: dict = {}
+    paired = PairedRounds(f"baseline_forward_only[{case['name']}]", forward_only(case, device), case["frames"], device)
+
+    def setup() -> None:
+        # Start from nothing but the frame shards: no cached features, no cached window shards.
+        shutil.rmtree(cache.cache_root() / "windows", ignore_errors=True)
+        state["directory"] = fresh_dir(case["scratch"] / "features")
+        paired.setup()  # the forward-only round, right before the extraction round
+
+    def extract() -> None:
+        done = extract_videos(config, inputs, backbone, state["directory"], case["records"], quiet=True)
+        assert done == case["frames"]
+        features = FeatureSet(state["directory"], key, case["identity"], int(backbone.out_dim), done, None)
+        for split in ("train", "validation"):
+            build_window_shards(config, inputs, features, split, quiet=True)
+
+    size = backbone.preprocess.image_size
+    crops = decoded_crops(backbone.preprocess) is not None
+    measure(benchmark, extract, items=case["frames"], unit="frames/s", device=device,
+            batch_size=config["extract"]["batch_size"], shapes={"images": (config["extract"]["batch_size"], 3, size, size),
+                                                                 "stored": (size, size, 3) if crops else (112, 112, 3)},
+            sizes=sizes, setup=setup, backbone=case["name"], workers=config["extract"]["workers"],
+            frame_shards="decoded crops" if crops else "jpeg", frames=case["frames"],
+            min_rounds=3 if case["name"] == "clip_vit_b16" else None)
+    paired.record(benchmark)
+
+
+def test_baseline_forward_only(benchmark, extraction_case, device, sizes):
+    """The same backbone on the same frames, decoded and preprocessed beforehand, same batch and threads."""
+    benchmark.group = "extraction"
+    case = extraction_case
+    preprocess = case["backbone"].preprocess
+    batch = case["config"]["extract"]["batch_size"]
+    forward = forward_only(case, device)
     measure(benchmark, forward, items=case["frames"], unit="frames/s", device=device, batch_size=batch,
             shapes={"images": (batch, 3, preprocess.image_size, preprocess.image_size)}, sizes=sizes,
             backbone=case["name"], frames=case["frames"], min_rounds=3 if case["name"] == "clip_vit_b16" else None)

@@ -1,6 +1,6 @@
 """Group ``inference``: whole-video windowed inference with overlap merging, frames/s.
 
-``whole_video_inference`` runs ``affbench.train.evaluate.run_windows``: every window of the split read from
+``whole_video_inference`` runs ``affbench.stages.evaluate.run_windows``: every window of the split read from
 the shards, the paper's stage-3 model in eval mode, overlapping outputs averaged per frame (one output per
 frame of every video). ``baseline_model_only`` runs the same model on the same windows already stacked in
 memory, same batch; ``merge_only`` is the per-frame merging alone (``VideoPredictionMerger`` over the model's
@@ -17,10 +17,10 @@ from benchkit import amp_name, autocast, measure
 from benchmarks_paths import fresh_dir
 
 import affbench
+from affbench.core.config import resolve
 from affbench.data.window_shards import WindowShards
 from affbench.data.windows import VideoPredictionMerger
-from affbench.train.config import resolve
-from affbench.train.evaluate import run_windows
+from affbench.stages.evaluate import run_windows
 
 MODEL_SECONDS: dict[str, float] = {}  # baseline_model_only's seconds per pass, for merge_only's fraction
 

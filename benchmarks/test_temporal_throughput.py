@@ -1,7 +1,7 @@
 """Group ``temporal``: training steps (forward, backward, AdamW) of the paper's TCN + Transformer, windows/s.
 
 The model is the paper's stage-3 stack (TCN [768, 256, 128] k5 -> Transformer d512 x 8 layers -> MLP head) on
-windows of 300 frames of 768-d features. ``affbench_trainer`` runs ``affbench.train.trainer.train`` for one
+windows of 300 frames of 768-d features. ``affbench_trainer`` runs ``affbench.stages.trainer.train`` for one
 epoch over window shards holding exactly ``steps x batch`` windows and reads the trainer's own windows/s for
 that epoch (the step loop, fed by the shard loader; validation and checkpoint writing come after it and are
 not part of the figure). ``baseline_plain_loop`` is a hand-written PyTorch loop on the same model and batches
@@ -30,9 +30,9 @@ from benchkit import autocast, measure, record_rate, synchronize
 from benchmarks_paths import fresh_dir
 
 import affbench
+from affbench.core.config import resolve
 from affbench.data.window_shards import WindowShards
-from affbench.train.config import resolve
-from affbench.train.pipeline import WindowData
+from affbench.stages.pipeline import WindowData
 
 
 def temporal_config(sizes):
@@ -123,7 +123,7 @@ class PlainLoopPartner:
 
 def test_affbench_trainer(benchmark, temporal_data, bench_dir, device, sizes):
     """affbench's trainer, fed by window shards: its own windows/s over the epoch's step loop."""
-    from affbench.train.trainer import train
+    from affbench.stages.trainer import train
 
     benchmark.group = "temporal"
     config = temporal_config(sizes)

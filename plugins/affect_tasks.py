@@ -26,8 +26,8 @@ from affbench.references import (
     constant_stats,
     expected_counts,
 )
+from affbench.stages.evaluate import mode_filter, moving_average
 from affbench.task_contract import check_metric_names
-from affbench.train.evaluate import mode_filter, moving_average
 
 VA_NAMES = ("valence", "arousal")
 

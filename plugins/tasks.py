@@ -55,7 +55,16 @@ def multitask(*, tasks: Sequence[Any]):
     return MultiTask(tasks)
 
 
+def _check_multitask_option(path: str, value: Any) -> None:
+    """The task list checked when a config loads, so a bad entry is reported at its file and line."""
+    if path.rsplit(".", 1)[-1] == "tasks":
+        from affbench.multitask import part_specs
+
+        part_specs(value, where=path)
+
+
 multitask.test_options = {"tasks": [{"name": "va", "weight": 1.0}, {"name": "expr", "weight": 0.5}]}
+multitask.check_option = _check_multitask_option
 
 
 @hookimpl

@@ -14,18 +14,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from stage_fixtures import forwards, tiny_config  # noqa: E402
 
-from affbench.train import distributed as D  # noqa: E402
-from affbench.train import finetune as ft  # noqa: E402
-from affbench.train.extract import extract_features  # noqa: E402
+from affbench.stages import distributed  # noqa: E402
+from affbench.stages import finetune as stage1  # noqa: E402
+from affbench.stages.extract import extract_features  # noqa: E402
 
 
 def main() -> None:
     synth_root, stage, result_dir, top = sys.argv[1], sys.argv[2], Path(sys.argv[3]), json.loads(sys.argv[4])
     # The new layers' dropout draws its masks per rank: off, so 1 and N processes compute the same function.
-    ft.HEAD_DROPOUT = 0.0
+    stage1.HEAD_DROPOUT = 0.0
     config = tiny_config(Path(synth_root), **top)
     if stage == "finetune":
-        result = ft.finetune(config, fold=0, quiet=True)
+        result = stage1.finetune(config, fold=0, quiet=True)
         out = {"weights": str(result.weights_path), "weights_id": result.weights_id, "reused": result.reused,
                "history": result.manifest["history"], "world_size": result.manifest.get("world_size")}
     else:
@@ -33,8 +33,8 @@ def main() -> None:
         out = {"directory": str(features.directory), "extracted": features.extracted_frames}
     out["forwards"] = forwards()
     result_dir.mkdir(parents=True, exist_ok=True)
-    (result_dir / f"rank{D.rank()}.json").write_text(json.dumps(out))
-    D.cleanup()
+    (result_dir / f"rank{distributed.rank()}.json").write_text(json.dumps(out))
+    distributed.cleanup()
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import affbench
-from affbench.train.config import resolve
+from affbench.core.config import resolve
 
 TINY_BACKBONE = "tinynet_thirdparty"
 TINY_PLUGIN = "tinynet-plugin"
@@ -55,7 +55,7 @@ def _plugin_module() -> types.ModuleType:
 
 def ensure_tiny_plugin() -> None:
     """Register the tiny backbone through the plugin API unless the registry already has it."""
-    registry = affbench._registry.get_registry()
+    registry = affbench.core.registry.get_registry()
     if not any(c.name == TINY_BACKBONE for c in registry.list("backbone")):
         registry.register_plugin(_plugin_module(), name=TINY_PLUGIN, version="0.0.1")
 

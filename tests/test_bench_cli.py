@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from affbench import projection as P
+from affbench import bench_report as P
 from affbench.bench_cli import BenchUsageError, find_suite_dir, pytest_command
 from affbench.cli import build_parser, main
 
@@ -184,7 +184,7 @@ def test_webdataset_goal_is_the_ratio_to_webdatasets_reader():
 def test_bench_config_profiles_the_configs_own_components(home, synth_root, tmp_path, capsys):
     from stage_fixtures import tiny_config
 
-    from affbench.train.config import to_yaml
+    from affbench.core.config import to_yaml
 
     config = tmp_path / "c.yaml"
     config.write_text(to_yaml(tiny_config(synth_root, train={"epochs": 3})))

@@ -12,7 +12,7 @@ from faults import assert_input_error, cli
 
 from affbench import cache_inventory
 from affbench.home import affbench_home, cache_root
-from affbench.train import feature_cache as cache
+from affbench.stages import feature_cache as cache
 
 DAY = 86400.0
 

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from affbench.train.checkpoints import (
+from affbench.stages.checkpoints import (
     CheckpointError,
     capture_rng_state,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
 )
-from affbench.train.schedule import lr_factor
+from affbench.stages.schedule import lr_factor
 
 
 def test_round_trip_and_no_temporary_files_left(tmp_path):

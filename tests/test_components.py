@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import affbench
-from affbench._registry import get_registry
+from affbench.core.registry import get_registry
 from affbench.model import Preprocess
 
 TEMPORAL_IN_DIM = 8

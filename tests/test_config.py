@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from affbench.train.config import ConfigError, dump_resolved, find_config, load_config, schema_reference
+from affbench.core.config import ConfigError, dump_resolved, find_config, load_config, schema_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,3 +109,13 @@ def test_builtin_configs_load(path):
         assert (c["train"]["lr"], c["train"]["batch_size"], c["data"]["window"], c["data"]["stride"]) == \
             (3e-5, 32, 300, 200)
         assert (c["finetune"]["lr"], c["finetune"]["batch_size"]) == (1e-4, 256)
+
+
+def test_the_section_dataclasses_hold_the_defaults_a_config_resolves_to():
+    import dataclasses
+
+    from affbench.core.config import RunConfig, resolve
+
+    typed = dataclasses.asdict(RunConfig(name="run", task={"name": "va", "options": {}}))
+    assert resolve({"task": "va"}, check_components=False).to_dict() == typed
+    assert RunConfig().model.temporal is not RunConfig().model.temporal  # defaults are never shared

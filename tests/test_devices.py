@@ -9,8 +9,8 @@ import torch
 from stage_fixtures import tiny_config
 
 from affbench.cli import build_parser, main
+from affbench.core.config import ConfigError, resolve, to_yaml
 from affbench.devices import DeviceError, check_device, requested_device, resolve_device
-from affbench.train.config import ConfigError, resolve, to_yaml
 
 pytest_plugins = ["stage_plugin"]
 

@@ -12,14 +12,14 @@ import pytest
 from trainer_fixtures import write_tiny_data
 
 from affbench.data.window_shards import WindowShards
-from affbench.train.evaluate import evaluate
+from affbench.stages.evaluate import evaluate
 
 SCRIPT = Path(__file__).resolve().parent / "trainer_fixtures.py"
 
 
 def test_two_process_gloo_matches_single_process_evaluation(tmp_path):
     data = write_tiny_data(tmp_path / "data", "va")
-    shards = WindowShards(data.train)
+    shards = WindowShards(data.train_dir)
     counts = [s.count for s in shards.shards]
     assert len(counts) % 2 == 1  # an odd number of shards: the two ranks get unequal numbers of windows
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}

@@ -12,8 +12,8 @@ from trainer_fixtures import make_records, tiny_config, write_tiny_data
 import affbench
 from affbench.data.window_shards import WindowShards, write_window_shards
 from affbench.frame_stats import read_run_frames, task_scoring
-from affbench.train.checkpoints import CheckpointError
-from affbench.train.evaluate import (
+from affbench.stages.checkpoints import CheckpointError
+from affbench.stages.evaluate import (
     evaluate,
     mode_filter,
     moving_average,
@@ -23,7 +23,8 @@ from affbench.train.evaluate import (
     score,
     write_submission,
 )
-from affbench.train.trainer import build_model, train
+from affbench.stages.pipeline import build_model
+from affbench.stages.trainer import train
 
 
 @pytest.mark.parametrize("task", ["va", "expr", "au"])

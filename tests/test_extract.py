@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 from stage_fixtures import forwards, tiny_config
 
-from affbench.train import feature_cache as cache
-from affbench.train.extract import cached_rows, extract_features
-from affbench.train.stage_inputs import load_stage_inputs
+from affbench.model import Preprocess
+from affbench.stages import feature_cache as cache
+from affbench.stages.extract import cached_rows, extract_features
+from affbench.stages.stage_inputs import load_stage_inputs
 
 pytest_plugins = ["stage_plugin"]  # the synth_root and home fixtures
 
@@ -60,7 +61,7 @@ def test_different_weights_or_preprocessing_give_different_keys(home, synth_root
         extract_features(tiny_config(synth_root), fold=0, quiet=True).key,  # fine-tuned weights
     }
     assert len(keys) == 4
-    identity = cache.backbone_identity({"name": "x", "options": {}}, "random:1", {"image_size": 16})
+    identity = cache.backbone_identity({"name": "x", "options": {}}, "random:1", Preprocess(16, (0.5,) * 3, (0.5,) * 3))
     assert cache.feature_key({"name": "d"}, identity) != cache.feature_key(
         {"name": "d"}, {**identity, "weights_id": "random:2"})
 
@@ -95,10 +96,29 @@ def test_resume_extracts_only_the_missing_videos(home, synth_root):
 
 
 def test_progress_bars_are_named_by_what_they_do():
-    from affbench.train.stage_inputs import frame_shards_label
+    from affbench.stages.stage_inputs import frame_shards_label
 
     fold_info = {"fold": 0, "k": 5, "seed": 0, "train": ["a", "b"], "validation": ["c"]}
     assert frame_shards_label("va+expr+au", {"stage": "finetune", "fold": fold_info, "seed": 0}) == \
         "frame shards va+expr+au for finetune fold 0"
     assert frame_shards_label("au", {"stage": "extract"}) == "frame shards au for extract"
     assert frame_shards_label("va", {}) == "frame shards va"
+
+
+def test_a_fine_tuned_extraction_builds_its_backbone_once(home, synth_root, monkeypatch):
+    import affbench.stages.finetune as stage1
+
+    built = []
+    build = stage1.build_backbone
+
+    def counting(spec):
+        built.append(spec)
+        return build(spec)
+
+    monkeypatch.setattr(stage1, "build_backbone", counting)
+    monkeypatch.setattr("affbench.stages.extract.build_backbone", counting)
+    config = tiny_config(synth_root)
+    trained = extract_features(config, fold=0, quiet=True)
+    assert trained.finetune is not None and len(built) == 1  # stage 1 trained the backbone stage 2 extracts with
+    again = extract_features(config, fold=0, quiet=True)
+    assert again.key == trained.key and len(built) == 2  # a cached fine-tune: one build again

@@ -14,9 +14,9 @@ from faults import assert_input_error, cli, flip_byte, replace_file, truncate, v
 from stage_fixtures import tiny_config
 
 from affbench.data.shard_manifest import ShardSetWriter
-from affbench.train import feature_cache as cache
-from affbench.train.extract import extract_features
-from affbench.train.stage_inputs import load_stage_inputs
+from affbench.stages import feature_cache as cache
+from affbench.stages.extract import extract_features
+from affbench.stages.stage_inputs import load_stage_inputs
 
 pytest_plugins = ["stage_plugin"]  # the synth_root and home fixtures
 
@@ -157,7 +157,7 @@ def _shard_set(tmp_path):
 
     from affbench.data.window_shards import WindowShards
 
-    reader = WindowShards(write_tiny_data(tmp_path / "data").train)
+    reader = WindowShards(write_tiny_data(tmp_path / "data").train_dir)
     time.sleep(0.05)  # a later write lands on a later clock tick than the files' creation, as on any real set
     return reader
 

@@ -9,9 +9,9 @@ import torch
 from faults import assert_input_error, cli, cli_process, flip_byte, write_config
 
 import affbench
-from affbench._registry import get_registry
+from affbench.core.config import ConfigError, load_config
+from affbench.core.registry import get_registry
 from affbench.data.shard_manifest import MANIFEST_NAME
-from affbench.train.config import ConfigError, load_config
 
 pytestmark = pytest.mark.filterwarnings("ignore:affbench. skipped plugin:RuntimeWarning")
 
@@ -121,13 +121,13 @@ def test_an_invalid_manifest_names_its_path(tmp_path):
     from affbench.data.window_shards import WindowShards
 
     data = write_tiny_data(tmp_path / "data")
-    manifest = data.train / MANIFEST_NAME
+    manifest = data.train_dir / MANIFEST_NAME
     manifest.write_text(manifest.read_text().replace('"shards"', '"shardz"'))
     with pytest.raises(ValueError, match=f"{manifest}: lacks a 'shards' list"):
-        WindowShards(data.train)
+        WindowShards(data.train_dir)
     manifest.write_text("{ not json")
     with pytest.raises(ValueError, match=f"{manifest}: not valid JSON"):
-        WindowShards(data.train)
+        WindowShards(data.train_dir)
 
 
 def test_a_corrupt_shard_read_by_a_worker_is_named(tmp_path):
@@ -137,7 +137,7 @@ def test_a_corrupt_shard_read_by_a_worker_is_named(tmp_path):
     from affbench.data.window_shards import WindowShards
 
     data = write_tiny_data(tmp_path / "data")
-    reader = WindowShards(data.train)
+    reader = WindowShards(data.train_dir)
     flip_byte(reader.directory / reader.manifest["shards"][0]["name"])
     loader = reader.loader(2, num_workers=1)
     with pytest.raises(CorruptShardError) as info:

@@ -13,11 +13,12 @@ import pytest
 from trainer_fixtures import tiny_config, write_tiny_data
 
 from affbench.cli_support import run_reporting_input_errors
+from affbench.output import write_text_atomic
 from affbench.run_lock import FolderInUseError, run_folder_lock
-from affbench.train.checkpoints import CheckpointError
-from affbench.train.evaluate import evaluate
-from affbench.train.run_dir import run_dir_path, write_text_atomic
-from affbench.train.trainer import train
+from affbench.stages.checkpoints import CheckpointError
+from affbench.stages.evaluate import evaluate
+from affbench.stages.run_dir import run_dir_path
+from affbench.stages.trainer import train
 
 
 @pytest.fixture(scope="module")

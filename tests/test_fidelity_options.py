@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import affbench
+from affbench.core.config import ConfigError, load_config
 from affbench.model import MLPHead
-from affbench.train.config import ConfigError, load_config
 
 
 def _ccc_terms(x: np.ndarray, y: np.ndarray, ddof: int) -> np.ndarray:

@@ -8,42 +8,42 @@ import torch
 from safetensors.torch import load_file
 from stage_fixtures import TinyNet, tiny_config
 
-import affbench.train.finetune as ft
+import affbench.stages.finetune as stage1
 from affbench.data.frame_shards import FrameShards
-from affbench.train.stage_inputs import load_stage_inputs, selection_spec
+from affbench.stages.stage_inputs import load_stage_inputs, selection_spec
 
 pytest_plugins = ["stage_plugin"]  # the synth_root and home fixtures
 
 
 def test_finetune_changes_weights_and_saves_a_loadable_state_dict(home, synth_root):
     config = tiny_config(synth_root)
-    result = ft.finetune(config, fold=0, quiet=True)
+    result = stage1.finetune(config, fold=0, quiet=True)
     assert not result.reused and result.weights_path.is_file()
-    assert result.weights_id == ft.finetuned_weights_id(result.weights_path)
+    assert result.weights_id == stage1.finetuned_weights_id(result.weights_path)
 
-    base = ft.build_backbone(config["backbone"])
+    base = stage1.build_backbone(config["backbone"])
     saved = load_file(str(result.weights_path))
     assert set(saved) == set(base.state_dict())
     changed = [k for k, v in base.state_dict().items() if not torch.equal(v, saved[k])]
     assert changed, "fine-tuning left every backbone tensor unchanged"
 
-    reloaded = ft.load_finetuned(ft.build_backbone(config["backbone"]), result.weights_path)
+    reloaded = stage1.load_finetuned(stage1.build_backbone(config["backbone"]), result.weights_path)
     for key, value in reloaded.state_dict().items():
         assert torch.equal(value, saved[key])
     assert result.manifest["frames_per_epoch"] == config["finetune"]["max_frames"]
     assert len(result.manifest["history"]) == config["finetune"]["epochs"]
-    assert not (result.directory / ft.EPOCH_CHECKPOINT).exists()
+    assert not (result.directory / stage1.EPOCH_CHECKPOINT).exists()
 
 
 def test_finetune_is_cached_and_keyed_by_its_inputs(home, synth_root):
     config = tiny_config(synth_root)
-    first = ft.finetune(config, fold=0, quiet=True)
+    first = stage1.finetune(config, fold=0, quiet=True)
     mtime = first.weights_path.stat().st_mtime_ns
-    again = ft.finetune(config, fold=0, quiet=True)
+    again = stage1.finetune(config, fold=0, quiet=True)
     assert again.reused and again.weights_path == first.weights_path
     assert again.weights_path.stat().st_mtime_ns == mtime
-    other_fold = ft.finetune(config, fold=1, quiet=True)
-    other_lr = ft.finetune(tiny_config(synth_root, finetune={"lr": 1.0e-3}), fold=0, quiet=True)
+    other_fold = stage1.finetune(config, fold=1, quiet=True)
+    other_lr = stage1.finetune(tiny_config(synth_root, finetune={"lr": 1.0e-3}), fold=0, quiet=True)
     assert len({first.directory, other_fold.directory, other_lr.directory}) == 3
     assert other_fold.weights_id != first.weights_id
 
@@ -55,7 +55,7 @@ def test_finetune_reads_only_the_folds_training_videos(home, synth_root, select)
     inputs = load_stage_inputs(config, 0)
     held = set((selection_spec(config, inputs) or {"videos": []})["videos"])
     assert bool(held) == (select == "inner")
-    result = ft.finetune(config, fold=0, quiet=True, inputs=inputs)
+    result = stage1.finetune(config, fold=0, quiet=True, inputs=inputs)
     frames_dirs = [p for p in (home / "cache" / "frames").iterdir() if (p / "manifest.json").is_file()]
     assert len(frames_dirs) == 1
     samples = list(FrameShards(frames_dirs[0]))
@@ -69,7 +69,7 @@ def test_finetune_reads_only_the_folds_training_videos(home, synth_root, select)
 
 def test_finetune_resumes_after_the_last_finished_epoch(home, synth_root, monkeypatch):
     config = tiny_config(synth_root, finetune={"epochs": 2})
-    real_epoch = ft._train_epoch
+    real_epoch = stage1._train_epoch
     calls = []
 
     def crash_in_second_epoch(*args, **kwargs):
@@ -78,16 +78,16 @@ def test_finetune_resumes_after_the_last_finished_epoch(home, synth_root, monkey
             raise KeyboardInterrupt("simulated interruption")
         return real_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(ft, "_train_epoch", crash_in_second_epoch)
+    monkeypatch.setattr(stage1, "_train_epoch", crash_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
-        ft.finetune(config, fold=0, quiet=True)
+        stage1.finetune(config, fold=0, quiet=True)
     directories = list((home / "cache" / "finetune").iterdir())
-    assert len(directories) == 1 and (directories[0] / ft.EPOCH_CHECKPOINT).is_file()
-    assert not (directories[0] / ft.WEIGHTS_FILE).exists()
+    assert len(directories) == 1 and (directories[0] / stage1.EPOCH_CHECKPOINT).is_file()
+    assert not (directories[0] / stage1.WEIGHTS_FILE).exists()
 
     calls.clear()
-    monkeypatch.setattr(ft, "_train_epoch", lambda *a, **k: (calls.append(1), real_epoch(*a, **k))[1])
-    result = ft.finetune(config, fold=0, quiet=True)
+    monkeypatch.setattr(stage1, "_train_epoch", lambda *a, **k: (calls.append(1), real_epoch(*a, **k))[1])
+    result = stage1.finetune(config, fold=0, quiet=True)
     assert len(calls) == 1, "the resumed run retrained the finished epoch"
     assert [h["epoch"] for h in result.manifest["history"]] == [1, 2]
 
@@ -95,7 +95,7 @@ def test_finetune_resumes_after_the_last_finished_epoch(home, synth_root, monkey
 def test_finetune_needs_a_backbone(home, synth_root):
     config = tiny_config(synth_root, backbone=None)
     with pytest.raises(ValueError, match="backbone is null"):
-        ft.finetune(config, fold=0, quiet=True)
+        stage1.finetune(config, fold=0, quiet=True)
 
 
 class _BatchNormTinyNet(TinyNet):
@@ -115,9 +115,9 @@ class _BatchNormTinyNet(TinyNet):
 @pytest.mark.parametrize("mode", ["frozen", "train"])
 def test_finetune_keeps_pretrained_batchnorm_statistics_unless_told_to_train_them(home, synth_root, monkeypatch,
                                                                                    mode):
-    monkeypatch.setattr(ft, "build_backbone", lambda spec: _BatchNormTinyNet())
+    monkeypatch.setattr(stage1, "build_backbone", lambda spec: _BatchNormTinyNet())
     config = tiny_config(synth_root, finetune={"batchnorm": mode})
-    result = ft.finetune(config, fold=0, quiet=True)
+    result = stage1.finetune(config, fold=0, quiet=True)
     base, saved = _BatchNormTinyNet().state_dict(), load_file(str(result.weights_path))
     stats = ("bn.running_mean", "bn.running_var", "bn.num_batches_tracked")
     if mode == "frozen":
@@ -126,7 +126,7 @@ def test_finetune_keeps_pretrained_batchnorm_statistics_unless_told_to_train_the
         assert not any(torch.equal(saved[k], base[k]) for k in stats)
     assert not torch.equal(saved["bn.weight"], base["bn.weight"]), "BatchNorm affine parameters must still train"
     other = "train" if mode == "frozen" else "frozen"
-    assert ft.finetune(tiny_config(synth_root, finetune={"batchnorm": other}), fold=0,
+    assert stage1.finetune(tiny_config(synth_root, finetune={"batchnorm": other}), fold=0,
                        quiet=True).directory != result.directory
 
 
@@ -136,7 +136,7 @@ def test_finetune_batchnorm_defaults_to_train(synth_root):
 
 def test_a_shared_fine_tune_serves_every_task_and_never_sees_a_validation_video(home, synth_root):
     shared = {"tasks": ["va", "expr", "au"], "max_frames": None}
-    results = {task: ft.finetune(tiny_config(synth_root, task=task, finetune=shared), fold=0, quiet=True)
+    results = {task: stage1.finetune(tiny_config(synth_root, task=task, finetune=shared), fold=0, quiet=True)
                for task in ("va", "expr", "au")}
     assert [r.reused for r in results.values()] == [False, True, True]
     assert len({r.weights_id for r in results.values()}) == 1

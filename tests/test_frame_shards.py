@@ -197,3 +197,54 @@ def test_shard_frames_command(tmp_path, capsys):
     assert main(["--quiet", "shard", "frames", "--root", str(tmp_path / "nowhere"), "--task", "va",
                  "--split", "train", "--out", str(tmp_path / "x")]) == 2
     assert "affbench shard frames: error:" in capsys.readouterr().err
+
+
+def test_decoded_crops_are_stored_at_the_input_size_and_read_as_pixels(dataset, tmp_path):
+    import torch
+
+    from affbench.model import Preprocess, input_pixels
+    from affbench.stages.frame_batches import batch_to_input, frame_batches
+
+    root, records = dataset
+    crops = Preprocess(image_size=8, mean=(0.5,) * 3, std=(0.25,) * 3, resize="pad")
+    manifest = write_frame_shards(records, root, tmp_path / "frames", task="expr",
+                                  dataset_provenance={"name": "synthaffect"}, maxcount=4, quiet=True, crops=crops)
+    assert manifest["crops"] == {"image_size": 8, "resize": "pad"}
+    samples = list(FrameShards(tmp_path / "frames"))
+    assert len(samples) == len(list(expected(records)))
+    for sample, (record, i) in zip(samples, expected(records), strict=True):
+        assert "jpg" not in sample and sample["pixels"].dtype == np.uint8 and sample["pixels"].shape == (8, 8, 3)
+        jpeg = decode_jpeg((root / record.images[i]).read_bytes())
+        np.testing.assert_array_equal(sample["pixels"], input_pixels(jpeg, crops)[0].numpy())
+    # The backbone's input is the same from a stored crop and from the JPEG it came from (affbench predict --video).
+    batch = next(frame_batches(tmp_path / "frames", batch_size=3, workers=0))
+    assert batch["image"].shape == (3, 8, 8, 3)
+    jpegs = np.stack([decode_jpeg((root / f"{v}/{f:05d}.jpg").read_bytes()) for v, f in
+                      zip(batch["video"], batch["frame"], strict=True)])
+    cpu = torch.device("cpu")
+    torch.testing.assert_close(batch_to_input(batch["image"], crops, cpu), batch_to_input(jpegs, crops, cpu),
+                               rtol=0, atol=0)
+    with pytest.raises(ValueError, match="decode='bytes' reads JPEG frame shards"):
+        next(iter(FrameShards(tmp_path / "frames").loader(2, decode="bytes")))
+
+
+def test_small_backbones_get_decoded_crops_and_large_ones_keep_the_jpeg(dataset, tmp_path, monkeypatch):
+    from affbench.data.frame_shards import DECODED_MAX_SIZE
+    from affbench.model import Preprocess
+    from affbench.stages.stage_inputs import ensure_frame_shards
+
+    monkeypatch.setenv("AFFBENCH_HOME", str(tmp_path / "home"))
+    root, records = dataset
+
+    def shards(size):
+        data = type("Dataset", (), {"image_root": root})()
+        return ensure_frame_shards(records, data, task="expr", provenance={"name": "x"}, selection={"stage": "t"},
+                                   stamps="s", preprocess=Preprocess(size, (0.5,) * 3, (0.5,) * 3), quiet=True)
+
+    small, other_small, large = shards(16), shards(32), shards(DECODED_MAX_SIZE + 1)
+    assert len({small, other_small, large}) == 3  # the crop size is part of the key
+    assert next(iter(FrameShards(small)))["pixels"].shape == (16, 16, 3)
+    assert next(iter(FrameShards(other_small)))["pixels"].shape == (32, 32, 3)
+    first = next(iter(FrameShards(large)))
+    assert first["jpg"] == (root / records[0].images[0]).read_bytes()
+    assert shards(DECODED_MAX_SIZE + 7) == large  # JPEG sets serve every large backbone

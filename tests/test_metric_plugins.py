@@ -7,9 +7,9 @@ import pytest
 
 import affbench
 from affbench import hookimpl
-from affbench._registry import UnknownComponentError, reset_registry
+from affbench.core.registry import UnknownComponentError, reset_registry
 from affbench.report import build_tables
-from affbench.train.evaluate import VideoOutputs, score
+from affbench.stages.evaluate import VideoOutputs, score
 
 
 def max_abs_error():

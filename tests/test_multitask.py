@@ -17,7 +17,7 @@ from affbench.data.records import VideoRecord
 from affbench.data.window_shards import WindowShards, write_window_shards
 from affbench.model import TaskHeads, create_model
 from affbench.multitask import SCORE, epoch_repeats, part_specs, per_task_runs
-from affbench.train.evaluate import set_thresholds
+from affbench.stages.evaluate import set_thresholds
 
 pytest_plugins = ["stage_plugin"]  # the synth_root and home fixtures
 
@@ -50,7 +50,7 @@ def _merged_labels(task, n: int, usable: list[int], seed: int) -> np.ndarray:
 
 
 def _model(task_spec, feature_dim=6):
-    config = affbench.train.config.resolve({
+    config = affbench.core.config.resolve({
         "task": task_spec, "backbone": None, "feature_dim": feature_dim,
         "model": {"temporal": [{"name": "tcn", "options": {"channels": [8], "kernel_size": 3, "dropout": 0.0,
                                                              "weight_norm": False}}],
@@ -222,10 +222,10 @@ def test_multitask_row_is_scored_on_each_tasks_own_frames_and_shares_stages_1_2(
     """The mtl row trains on the fine-tune and features of the single-task rows (no backbone frame runs again),
     and each task's predictions score exactly the frames its single-task run scores."""
     from affbench import task_contract as contract
-    from affbench.train.evaluate import predict
-    from affbench.train.pipeline import prepare_window_shards
-    from affbench.train.stage_inputs import load_stage_inputs, selection_spec
-    from affbench.train.trainer import train
+    from affbench.stages.evaluate import predict
+    from affbench.stages.pipeline import prepare_window_shards
+    from affbench.stages.stage_inputs import load_stage_inputs, selection_spec
+    from affbench.stages.trainer import train
 
     shared = {"finetune": {"tasks": ["va", "expr", "au"]}, "train": {"select": "inner", "select_fraction": 0.3}}
     singles = {name: tiny_config(synth_root, task=name, **shared) for name in ("va", "expr", "au")}
@@ -282,7 +282,7 @@ def test_table_2_adds_the_multitask_score_of_every_row_with_all_tasks():
 
 
 def test_a_bad_task_list_fails_on_load_naming_the_file_and_line(tmp_path):
-    from affbench.train.config import ConfigError, load_config
+    from affbench.core.config import ConfigError, load_config
 
     path = tmp_path / "row.yaml"
     path.write_text("task:\n  name: multitask\n  options:\n    tasks: [{name: va}, {name: au, weight: -1}]\n")

@@ -7,7 +7,7 @@ import torch
 
 import affbench
 from affbench.data.records import VideoRecord
-from affbench.train.multitask_labels import MultiTaskLabels
+from affbench.stages.multitask_labels import MultiTaskLabels
 
 
 def _labels() -> MultiTaskLabels:

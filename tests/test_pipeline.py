@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from stage_fixtures import forwards, tiny_config
 
+from affbench.core.config import ConfigError
 from affbench.data.window_shards import WindowShards
-from affbench.train.config import ConfigError
-from affbench.train.pipeline import prepare_window_shards, stage3_records
-from affbench.train.stage_inputs import load_stage_inputs
+from affbench.stages.pipeline import prepare_window_shards, stage3_records
+from affbench.stages.stage_inputs import load_stage_inputs
 
 pytest_plugins = ["stage_plugin"]  # the synth_root and home fixtures
 

@@ -10,7 +10,7 @@ import pytest
 import affbench
 from affbench import metrics as abaw
 from affbench import plots
-from affbench.train.evaluate import VideoOutputs, write_predictions_csv
+from affbench.stages.evaluate import VideoOutputs, write_predictions_csv
 
 VIDEOS = ("a_left", "a_right", "b")
 

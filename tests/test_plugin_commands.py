@@ -9,8 +9,8 @@ import pytest
 
 import affbench
 from affbench import hookimpl
-from affbench._registry import reset_registry
 from affbench.cli import main as affbench_main
+from affbench.core.registry import reset_registry
 
 CORE = Path(affbench.__file__).parent
 

@@ -14,8 +14,8 @@ from stage_fixtures import tiny_config
 
 from affbench.cli import main as affbench_main
 from affbench.data.submission import read_order_file, validate_submission
-from affbench.train.evaluate import predict
-from affbench.train.trainer import train
+from affbench.stages.evaluate import predict
+from affbench.stages.trainer import train
 
 pytest_plugins = ["stage_plugin"]  # the synth_root and home fixtures
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from affbench.cli import main
+from affbench.core.config import config_digest
 from affbench.published_results import (
     BEGIN,
     END,
@@ -20,7 +21,6 @@ from affbench.published_results import (
     replace_block,
 )
 from affbench.suite import plan_runs, resolve_suite
-from affbench.train.config import config_digest
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"

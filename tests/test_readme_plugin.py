@@ -10,8 +10,8 @@ import torch
 from plugin_install import install_package
 
 import affbench
-from affbench import _registry
 from affbench.cli import main
+from affbench.core import registry as registry_module
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -31,10 +31,10 @@ def installed_example(tmp_path, monkeypatch):
     project = tomllib.loads(pyproject_text)["project"]
     site = install_package(tmp_path / "site", project, {"affbench_mean_colour/__init__.py": source})
     monkeypatch.syspath_prepend(str(site))
-    _registry.reset_registry()
+    registry_module.reset_registry()
     yield
     sys.modules.pop("affbench_mean_colour", None)
-    _registry.reset_registry()
+    registry_module.reset_registry()
 
 
 def test_readme_plugin_is_listed_and_builds(installed_example, capsys):
@@ -64,14 +64,14 @@ def test_readme_task_example_is_the_example_package():
 
 
 def test_readme_task_example_configs_load_with_the_package_installed(tmp_path, monkeypatch):
+    from affbench.core.config import load_config
     from affbench.suite import load_suite
-    from affbench.train.config import load_config
 
     package = README.parent / "examples" / "affbench-valence-sign"
     project = tomllib.loads((package / "pyproject.toml").read_text())["project"]
     init = "affbench_valence_sign/__init__.py"
     monkeypatch.syspath_prepend(str(install_package(tmp_path / "site", project, {init: (package / init).read_text()})))
-    _registry.reset_registry()
+    registry_module.reset_registry()
     try:
         for name in ("valence_sign.yaml", "valence_sign_suite.yaml"):
             (tmp_path / name).write_text(_readme_block("yaml", f"# {name}"))
@@ -81,4 +81,4 @@ def test_readme_task_example_configs_load_with_the_package_installed(tmp_path, m
         assert load_suite(tmp_path / "valence_sign_suite.yaml").name == "valence_sign"
     finally:
         sys.modules.pop("affbench_valence_sign", None)
-        _registry.reset_registry()
+        registry_module.reset_registry()

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 import affbench
-from affbench import _registry
-from affbench._registry import (
+from affbench.cli import main
+from affbench.core import registry as registry_module
+from affbench.core.registry import (
     ComponentOptionError,
     DuplicateComponentError,
     Registry,
     UnknownComponentError,
 )
-from affbench.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,8 +67,8 @@ def isolated(monkeypatch):
     """A registry that sees only the entry points a test gives it (no built-ins)."""
 
     def build(*eps):
-        monkeypatch.setattr(_registry, "_entry_points", lambda: list(eps))
-        monkeypatch.setattr(_registry, "DEFAULT_PLUGINS", {})
+        monkeypatch.setattr(registry_module, "_entry_points", lambda: list(eps))
+        monkeypatch.setattr(registry_module, "DEFAULT_PLUGINS", {})
         return Registry()
 
     return build
@@ -228,10 +228,10 @@ def installed_thirdparty(tmp_path, monkeypatch):
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: affbench-example-backbone\nVersion: 1.2.3\n")
     (info / "entry_points.txt").write_text("[affbench]\nexample = affbench_example_backbone\n")
     monkeypatch.syspath_prepend(str(site))
-    _registry.reset_registry()
+    registry_module.reset_registry()
     yield
     sys.modules.pop("affbench_example_backbone", None)
-    _registry.reset_registry()
+    registry_module.reset_registry()
 
 
 def test_installed_package_is_discovered_through_its_entry_point(installed_thirdparty, capsys):
@@ -253,15 +253,15 @@ def test_installed_package_is_discovered_through_its_entry_point(installed_third
 
 def test_builtin_entry_points_match_the_source_fallback():
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert pyproject["project"]["entry-points"]["affbench"] == _registry.DEFAULT_PLUGINS
+    assert pyproject["project"]["entry-points"]["affbench"] == registry_module.DEFAULT_PLUGINS
 
 
 def test_builtins_are_listed(capsys):
-    _registry.reset_registry()
+    registry_module.reset_registry()
     assert main(["list"]) == 0
     printed = capsys.readouterr().out
     for kind, name in [("backbone", "clip"), ("backbone", "timm"), ("temporal", "tcn"),
                        ("temporal", "transformer"), ("temporal", "none"), ("task", "va"), ("task", "expr"),
                        ("task", "au"), ("metric", "ccc"), ("dataset", "affwild2"), ("dataset", "synthaffect")]:
         assert any(line.split()[:2] == [kind, name] for line in printed.splitlines()), (kind, name)
-    assert not [p for p in _registry.get_registry().plugins() if p.error]
+    assert not [p for p in registry_module.get_registry().plugins() if p.error]

@@ -14,7 +14,7 @@ import affbench
 from affbench.data.shard_manifest import LabelStatistics
 from affbench.report import build_tables, format_cell, main_row, write_report
 from affbench.report_numbers import BootstrapSettings, Cell, ReportNumbers
-from affbench.train.evaluate import VideoOutputs, write_predictions_csv
+from affbench.stages.evaluate import VideoOutputs, write_predictions_csv
 
 
 def _run(name, task, fold, **metrics):

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import torch
-from trainer_fixtures import write_tiny_data
+from trainer_fixtures import KILL_AFTER_STEP_ENV, write_tiny_data
 
-from affbench.train.checkpoints import load_checkpoint
+from affbench.stages.checkpoints import load_checkpoint
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "trainer_fixtures.py"
@@ -28,7 +28,7 @@ def test_killed_run_resumes_bitwise(tmp_path):
     data_dir = tmp_path / "data"
     write_tiny_data(data_dir, "va")
     # 5 steps per epoch: step 8 is mid-epoch 2, two steps after the checkpoint at step 6 (steps 7-8 are redone).
-    killed = run(data_dir, tmp_path / "killed", env={"AFFBENCH_KILL_AFTER_STEP": "8"})
+    killed = run(data_dir, tmp_path / "killed", env={KILL_AFTER_STEP_ENV: "8"})
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     run_dir = Path("va") / "tiny_va" / "fold0"
     mid = load_checkpoint(tmp_path / "killed" / run_dir / "last.pt")

@@ -16,17 +16,17 @@ import torch
 from trainer_fixtures import (
     FEATURE_DIM,
     TINY_SPLITS,
-    TinyWindowData,
     make_records,
     tiny_config,
     write_split,
     write_tiny_data,
 )
 
+from affbench.core.config import ConfigError, resolve
 from affbench.data.window_shards import WindowShards
-from affbench.train.checkpoints import load_checkpoint
-from affbench.train.config import ConfigError, resolve
-from affbench.train.trainer import train
+from affbench.stages.checkpoints import load_checkpoint
+from affbench.stages.pipeline import WindowData
+from affbench.stages.trainer import train
 
 VALIDATION_LENGTHS = {split: lengths for split, lengths, _ in TINY_SPLITS}["validation"]
 
@@ -51,7 +51,7 @@ def _relabelled_validation(root: Path, task: str) -> Path:
 
 def test_inner_never_lets_validation_labels_choose(tmp_path):
     data = write_tiny_data(tmp_path / "data", "au")
-    other = TinyWindowData(data.train, _relabelled_validation(tmp_path, "au"), FEATURE_DIM, selection=data.selection)
+    other = WindowData(data.train_dir, _relabelled_validation(tmp_path, "au"), FEATURE_DIM, selection_dir=data.selection_dir)
     config = tiny_config("au", epochs=4, lr=3e-2)
     config["eval"]["tune_thresholds"] = True
     a = train(config, fold=0, out_dir=tmp_path / "a", data=data, quiet=True)
@@ -142,7 +142,7 @@ def test_validation_mode_scores_validation_every_epoch(tmp_path, monkeypatch):
 
 def test_select_settings_are_checked(tmp_path):
     data = write_tiny_data(tmp_path / "data", "va")
-    no_selection = TinyWindowData(data.train, data.validation, FEATURE_DIM)
+    no_selection = WindowData(data.train_dir, data.validation_dir, FEATURE_DIM)
     with pytest.raises(ValueError, match="no 'selection' split"):
         train(tiny_config("va", epochs=1), fold=0, out_dir=tmp_path, data=no_selection, quiet=True)
     au = tiny_config("au", select="last").to_dict()

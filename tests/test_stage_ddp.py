@@ -13,7 +13,7 @@ import pytest
 from safetensors.torch import load_file
 from stage_fixtures import TinyNet
 
-from affbench.train.feature_cache import load_video_features
+from affbench.stages.feature_cache import load_video_features
 
 pytest_plugins = ["stage_plugin"]
 

@@ -104,7 +104,7 @@ def test_writing_for_a_video_the_split_lacks_names_the_order_line(tmp_path, orde
     import numpy as np
 
     import affbench
-    from affbench.train.evaluate import write_submission
+    from affbench.stages.evaluate import write_submission
 
     values = {"a": np.zeros((3, 2), np.float32)}  # no predictions for b_left, the order file's first video
     with pytest.raises(ValueError, match=rf"{order}:2: video 'b_left' has no predictions in this split"):

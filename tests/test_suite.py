@@ -10,6 +10,7 @@ import pytest
 from stage_fixtures import TINY_BACKBONE, TINY_PLUGIN, forwards, tiny_config
 
 from affbench.cli import main
+from affbench.core.config import config_digest, to_yaml
 from affbench.published_results import RESULTS_FILE, read_results
 from affbench.suite import (
     SuiteError,
@@ -20,7 +21,6 @@ from affbench.suite import (
     resolve_suite,
     run_suite,
 )
-from affbench.train.config import config_digest, to_yaml
 
 pytest_plugins = ["stage_plugin"]  # the synth_root and home fixtures
 

@@ -10,9 +10,9 @@ import pytest
 from stage_fixtures import tiny_config
 
 from affbench.cli import main
+from affbench.core.config import to_yaml
 from affbench.suite import load_suite
 from affbench.suite_plan import plan_suite
-from affbench.train.config import to_yaml
 
 pytest_plugins = ["stage_plugin"]  # the synth_root and home fixtures
 
@@ -51,15 +51,15 @@ def test_plan_lines_name_commands_run_folders_and_stage_keys(home, synth_root, t
     # The run's command is what `affbench train` accepts and resolves to the same config as the suite's.
     argv = shlex.split(ours["command"])
     assert argv[:2] == ["affbench", "train"] and "--resume" in argv and "train.seed=3" in argv
-    from affbench.train.cli import parse_overrides
-    from affbench.train.config import load_config
+    from affbench.core.config import load_config
+    from affbench.stages.cli import parse_overrides
 
     sets = parse_overrides([argv[i + 1] for i, a in enumerate(argv) if a == "--set"])
     planned = plan_suite(load_suite(suite), out).runs[0]
     assert load_config(argv[2], sets).to_dict() == planned.config.to_dict()
 
     # Once stage 1 has run, the plan knows the feature key of the fine-tuned backbone (the one stage 2 writes).
-    from affbench.train.pipeline import prepare_window_shards
+    from affbench.stages.pipeline import prepare_window_shards
 
     data = prepare_window_shards(planned.config, fold=0, quiet=True)
     again = plan_suite(load_suite(suite), out).runs[0]

@@ -19,12 +19,12 @@ from sklearn.metrics import balanced_accuracy_score
 from stage_fixtures import ensure_tiny_plugin, tiny_config
 
 import affbench
-from affbench import _registry
 from affbench.cli import main
+from affbench.core import registry as registry_module
+from affbench.core.config import to_yaml
 from affbench.data.records import VideoRecord
-from affbench.train.config import to_yaml
-from affbench.train.evaluate import frame_values, moving_average
-from affbench.train.stage_inputs import load_stage_inputs
+from affbench.stages.evaluate import frame_values, moving_average
+from affbench.stages.stage_inputs import load_stage_inputs
 
 pytest_plugins = ["stage_plugin"]  # the synth_root and home fixtures
 
@@ -37,11 +37,11 @@ def valence_sign(tmp_path, monkeypatch):
     project = tomllib.loads((PACKAGE / "pyproject.toml").read_text())["project"]
     files = {str(p.relative_to(PACKAGE)): p.read_text() for p in PACKAGE.glob("affbench_valence_sign/*.py")}
     monkeypatch.syspath_prepend(str(install_package(tmp_path / "site", project, files)))
-    _registry.reset_registry()
+    registry_module.reset_registry()
     ensure_tiny_plugin()
     yield
     sys.modules.pop("affbench_valence_sign", None)
-    _registry.reset_registry()
+    registry_module.reset_registry()
 
 
 def _read_csv(path):
@@ -188,14 +188,16 @@ def mood_plugin():
     module.affbench_register_datasets = affbench.hookimpl(lambda register: register("moods", MoodDataset))
     module.affbench_register_tasks = affbench.hookimpl(
         lambda register: (register("mood", MoodTask), register("valence_from_moods", ValenceFromMoodsTask)))
-    _registry.reset_registry()
+    registry_module.reset_registry()
     affbench.get_registry().register_plugin(module, name="moods-plugin", version="0.1")
     yield
-    _registry.reset_registry()
+    registry_module.reset_registry()
 
 
 def _mood_config(task):
-    return {"task": task, "data": {"dataset": {"name": "moods", "options": {}}, "folds": 2, "fold_seed": 0}}
+    # The stages read a loaded config: components already in their {name, options} form.
+    return {"task": {"name": task, "options": {}},
+            "data": {"dataset": {"name": "moods", "options": {}}, "folds": 2, "fold_seed": 0}}
 
 
 def test_a_third_party_dataset_brings_its_own_task(mood_plugin):

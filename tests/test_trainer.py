@@ -8,10 +8,10 @@ import pytest
 import torch
 from trainer_fixtures import tiny_config, write_tiny_data
 
+from affbench.core.config import load_config, resolve
 from affbench.data.shard_manifest import ProvenanceMismatchError
-from affbench.train.checkpoints import load_checkpoint
-from affbench.train.config import load_config, resolve
-from affbench.train.trainer import train
+from affbench.stages.checkpoints import load_checkpoint
+from affbench.stages.trainer import train
 
 
 def test_run_directory_and_deterministic_rerun(tmp_path):

@@ -16,7 +16,7 @@ from stage_fixtures import tiny_config  # noqa: E402
 from video_fixtures import two_face_video  # noqa: E402
 
 from affbench.cli import main  # noqa: E402
-from affbench.train.trainer import train  # noqa: E402
+from affbench.stages.trainer import train  # noqa: E402
 
 pytest_plugins = ["stage_plugin"]  # the synth_root and home fixtures
 
@@ -79,9 +79,9 @@ def test_predict_video_uses_the_runs_fine_tuned_backbone(home, synth_root, tmp_p
     import torch
     from safetensors.torch import load_file
 
-    from affbench.train import feature_cache as cache
-    from affbench.train.evaluate import load_trained
-    from affbench.train.finetune import WEIGHTS_FILE, build_backbone
+    from affbench.stages import feature_cache as cache
+    from affbench.stages.evaluate import load_trained
+    from affbench.stages.finetune import WEIGHTS_FILE, build_backbone
     from affbench.video.predict import run_backbone
 
     run_dir = _tiny_run("va", synth_root, tmp_path)

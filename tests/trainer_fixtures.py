@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from affbench.core.config import Config, resolve
 from affbench.data.records import VideoRecord
 from affbench.data.window_shards import write_window_shards
-from affbench.train.config import Config, resolve
+from affbench.stages.pipeline import WindowData
 
 LABEL_DIM = {"va": 2, "expr": 1, "au": 12}
 FEATURE_DIM = 6
 
 
-@dataclass
-class TinyWindowData:
-    """What the trainer consumes from the pipeline: shard dirs per split, feature size, provenance."""
-
-    train: Path
-    validation: Path
-    feature_dim: int
-    provenance: dict = field(default_factory=dict)
-    fold_manifest: dict | None = None
-    selection: Path | None = None  # held-out training videos (train.select: inner)
+# The trainer SIGKILLs itself right after this optimizer step when the script below runs with it set, so
+# tests can prove that a killed run resumes to the same parameters as an uninterrupted one.
+KILL_AFTER_STEP_ENV = "AFFBENCH_KILL_AFTER_STEP"
 
 
 def make_records(task: str, lengths: list[int], seed: int, prefix: str) -> list[tuple[VideoRecord, Any, Any]]:
@@ -61,7 +54,7 @@ def write_split(directory: Path, task: str, split: str, records: list, *, window
 
 
 def write_tiny_data(root: Path, task: str = "va", *, window: int = 16, stride: int = 10, seed: int = 0,
-                    maxcount: int = 4) -> TinyWindowData:
+                    maxcount: int = 4) -> WindowData:
     """Train, selection (held-out training videos) and validation window shards of a few short videos (one
     shorter than a window)."""
     dirs = {}
@@ -69,8 +62,8 @@ def write_tiny_data(root: Path, task: str = "va", *, window: int = 16, stride: i
         records = make_records(task, lengths, seed + offset, prefix=f"{split[:3]}_v")
         dirs[split] = write_split(root / split, task, split, records, window=window, stride=stride,
                                   maxcount=maxcount)
-    return TinyWindowData(dirs["train"], dirs["validation"], FEATURE_DIM, {"fixture": "tiny"},
-                          {"train": ["tra_v0"], "validation": ["val_v0"]}, selection=dirs["selection"])
+    return WindowData(dirs["train"], dirs["validation"], FEATURE_DIM, {"fixture": "tiny"},
+                      {"train": ["tra_v0"], "validation": ["val_v0"]}, selection_dir=dirs["selection"])
 
 
 def tiny_config(task: str = "va", **train: Any) -> Config:
@@ -93,12 +86,28 @@ def tiny_config(task: str = "va", **train: Any) -> Config:
     }, path="tiny.yaml")
 
 
+def _kill_after_step():
+    """A step callback that SIGKILLs this process after the step $AFFBENCH_KILL_AFTER_STEP names (None when unset)."""
+    import os
+    import signal
+
+    kill_after = int(os.environ.get(KILL_AFTER_STEP_ENV, "0") or 0)
+    if not kill_after:
+        return None
+
+    def kill(step: int) -> None:
+        if step == kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return kill
+
+
 def main(argv: list[str] | None = None) -> None:
     """Train the tiny config on the tiny data under DATA_DIR (run as a script, also under torchrun)."""
     import argparse
     import json
 
-    from affbench.train.trainer import train
+    from affbench.stages.trainer import train
 
     parser = argparse.ArgumentParser()
     parser.add_argument("data_dir", type=Path)
@@ -110,10 +119,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="write each process's result to result.rank<R>.json here (processes sharing one "
                              "stdout pipe can interleave their lines)")
     args = parser.parse_args(argv)
-    data = TinyWindowData(args.data_dir / "train", args.data_dir / "validation", FEATURE_DIM,
-                          selection=args.data_dir / "selection")
+    data = WindowData(args.data_dir / "train", args.data_dir / "validation", FEATURE_DIM,
+                      selection_dir=args.data_dir / "selection")
     result = train(tiny_config(args.task, **json.loads(args.set)), fold=0, out_dir=args.out_dir,
-                   resume=args.resume, quiet=True, data=data)
+                   resume=args.resume, quiet=True, data=data, after_step=_kill_after_step())
     text = json.dumps(result, default=str)
     if args.result_dir is not None:
         import os

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from affbench.cli_support import print_usage, reporting_input_errors
+from affbench.cli_support import add_quiet_argument, print_usage, reporting_input_errors
 from affbench.data import SPLITS, TASKS
 
 
@@ -141,7 +141,7 @@ def run_frames(args: argparse.Namespace) -> int:
         write_frames_csv(sys.stdout, videos, args.task, prefix=prefix)
         sys.stdout.flush()
         return 0
-    from affbench.train.run_dir import open_atomic
+    from affbench.output import open_atomic
 
     with open_atomic(args.out) as out:  # a failure leaves neither half a table nor a temporary file
         n = write_frames_csv(out, videos, args.task, prefix=prefix)
@@ -200,7 +200,7 @@ def run_validate_submission(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run `["data", <command>, ...]` without the full `affbench` command (which includes the same group)."""
     parser = argparse.ArgumentParser(prog="affbench data", description="affbench data commands")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet_argument(parser, top_level=True)
     add_commands(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from affbench.data.records import VideoRecord
+from affbench.output import write_text_atomic
 
 MANIFEST_FORMAT = "affbench-folds"
 MANIFEST_VERSION = 1
@@ -182,13 +183,7 @@ def fold_manifest_text(folds: Sequence[dict[str, list[str]]], meta: dict[str, An
 def write_fold_manifest(path: str | os.PathLike[str], folds: Sequence[dict[str, list[str]]],
                         meta: dict[str, Any] | None = None) -> Path:
     """Write the folds and their metadata (task, k, seed, dataset provenance...) as a JSON manifest."""
-    text = fold_manifest_text(folds, meta)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)  # never leave a half-written manifest behind
-    return path
+    return write_text_atomic(path, fold_manifest_text(folds, meta))  # never a half-written manifest
 
 
 def read_fold_manifest(path: str | os.PathLike[str]) -> FoldManifest:

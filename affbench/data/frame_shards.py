@@ -4,6 +4,11 @@ feature extraction.
 Sample key ``"{video}/{frame:05d}"`` (1-based frame), members ``jpg`` (the file's bytes, never re-encoded) and
 ``json`` {video, frame, valid, labels}. Frames without a face image have no sample: there is nothing to train
 on or extract from; their labels stay in the dataset's records.
+
+For a small backbone (input side at most ``DECODED_MAX_SIZE``) the set keeps the decoded crop at the backbone's
+input size instead of the JPEG: member ``pixels.npy``, uint8 [S, S, 3] (``affbench.model.input_pixels``), and
+the manifest's ``crops`` names the size and resize mode. Decoding and resizing a 112 px JPEG costs such a
+backbone more than its forward pass; they are then paid once, when the set is written, not on every read.
 """
 
 from __future__ import annotations
@@ -22,13 +27,29 @@ from affbench.data import FRAME_MAXCOUNT
 from affbench.data.records import VideoRecord
 from affbench.data.shard_loader import ShardBatchStream, ShardLoader, check_enough_shards
 from affbench.data.shard_manifest import LabelStatistics, ShardSetWriter
-from affbench.data.shard_payloads import decode_json, encode_json
+from affbench.data.shard_payloads import decode_json, decode_npy, encode_json, encode_npy
 from affbench.data.shard_set import ShardSet
 
 KIND = "frame_shards"
-REQUIRED = frozenset(["jpg", "json"])
+REQUIRED = frozenset(["json"])  # and one image member: jpg or pixels.npy (checked by decode_frame)
 DECODE_MODES = ("rgb", "bytes")
 DEFAULT_MAXCOUNT = FRAME_MAXCOUNT
+PIXELS = "pixels.npy"
+# Up to this input side a decoded crop (3 x 128 x 128 = 48 KiB) is at most a few times a 112 px face JPEG, and
+# decoding costs the backbone more than its forward pass. Larger inputs keep the JPEG bytes: ViT-B/16's
+# 224 px crops would take 147 KiB a frame (440 GB for Aff-Wild2's 3 M frames), and its forward pass hides the
+# decoding (extraction runs at about 1x its forward-only rate).
+DECODED_MAX_SIZE = 128
+
+
+def decoded_crops(preprocess: Any) -> Any:
+    """`preprocess` when frame shards for a backbone with this input keep decoded crops, else None (JPEG bytes)."""
+    return preprocess if preprocess.image_size <= DECODED_MAX_SIZE else None
+
+
+def crops_description(crops: Any) -> dict | None:
+    """What decides the stored pixels (size and resize mode; normalisation happens on reading), or None."""
+    return None if crops is None else {"image_size": crops.image_size, "resize": crops.resize}
 
 
 def write_frame_shards(
@@ -41,10 +62,14 @@ def write_frame_shards(
     maxcount: int = DEFAULT_MAXCOUNT,
     quiet: bool = False,
     desc: str | None = None,
+    crops: Any = None,
 ) -> dict:
     """Write one sample per face image of ``records`` into an atomic shard set; returns the manifest.
 
-    ``desc`` names the progress bar by what is written (default ``frame shards <task>``)."""
+    ``desc`` names the progress bar by what is written (default ``frame shards <task>``). ``crops`` (a backbone's
+    ``Preprocess``) stores decoded uint8 crops at its input size instead of the JPEG bytes."""
+    from affbench.model import input_pixels
+
     image_root = Path(image_root)
     stats = LabelStatistics()
     seen: set[str] = set()
@@ -76,7 +101,7 @@ def write_frame_shards(
                 # A broken image is named here, by its own path, and never baked into a cached shard (where it
                 # would fail every later run with the shard's name, even after the image is fixed).
                 try:
-                    decode_jpeg(data)
+                    pixels = decode_jpeg(data)
                 except ValueError as exc:
                     raise ValueError(f"video '{record.video}' frame {i + 1}: face image {path} is broken "
                                      f"({exc}); replace it with a valid JPEG or remove it from the dataset") from None
@@ -86,7 +111,9 @@ def write_frame_shards(
                     "valid": bool(record.valid[i]),
                     "labels": [float(v) for v in labels[i]],
                 }
-                writer.write({"__key__": f"{record.video}/{i + 1:05d}", "jpg": data, "json": encode_json(meta)})
+                image_member = ({"jpg": data} if crops is None else
+                                {PIXELS: encode_npy(input_pixels(pixels, crops)[0].numpy())})
+                writer.write({"__key__": f"{record.video}/{i + 1:05d}", **image_member, "json": encode_json(meta)})
                 n_frames += 1
             n_videos += 1
             stats.add(labels, record.valid)
@@ -97,12 +124,14 @@ def write_frame_shards(
                 "counts": {"videos": n_videos, "images": writer.total, "annotated_frames": stats.frames},
                 "label_stats": stats.to_dict(),
                 "provenance": {"dataset": dict(dataset_provenance), "task": task},
+                "crops": crops_description(crops),
             }
         )
 
 
 def decode_frame(members: dict[str, memoryview], key: str) -> dict[str, Any]:
-    """A frame sample {key, jpg (bytes), video, frame, labels float32 [L], valid} from its tar members."""
+    """A frame sample {key, jpg (bytes) or pixels (uint8 [S,S,3]), video, frame, labels float32 [L], valid} from
+    its tar members."""
     meta = decode_json(members["json"], "json")
     for field in ("video", "frame", "valid", "labels"):
         if field not in meta:
@@ -110,14 +139,28 @@ def decode_frame(members: dict[str, memoryview], key: str) -> dict[str, Any]:
     labels = meta["labels"]
     if not isinstance(labels, list) or not all(isinstance(v, (int, float)) for v in labels):
         raise ValueError(f"json 'labels' must be a list of numbers, got {labels!r}")
+    if "jpg" in members:
+        image = {"jpg": bytes(members["jpg"])}
+    elif PIXELS in members:
+        pixels = decode_npy(members[PIXELS], PIXELS)
+        if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
+            raise ValueError(f"{PIXELS} must hold uint8 [S, S, 3] pixels, got {pixels.dtype} {pixels.shape}")
+        image = {"pixels": pixels}
+    else:
+        raise ValueError(f"no image member: a frame sample holds jpg or {PIXELS}")
     return {
         "key": key,
-        "jpg": bytes(members["jpg"]),
+        **image,
         "video": str(meta["video"]),
         "frame": int(meta["frame"]),
         "labels": np.asarray(labels, dtype=np.float32),
         "valid": bool(meta["valid"]),
     }
+
+
+def frame_pixels(sample: dict[str, Any]) -> np.ndarray:
+    """uint8 [H, W, 3] RGB pixels of a decoded frame sample (its JPEG decoded, or its stored crop)."""
+    return decode_jpeg(sample.pop("jpg")) if "jpg" in sample else sample.pop("pixels")
 
 
 def decode_jpeg(data: bytes) -> np.ndarray:
@@ -142,8 +185,10 @@ class _FrameDecoder:
     def __call__(self, members: dict[str, memoryview], key: str) -> dict[str, Any]:
         sample = decode_frame(members, key)
         if self.decode == "rgb":
-            image = decode_jpeg(sample.pop("jpg"))
+            image = frame_pixels(sample)
             sample["image"] = self.transform(image) if self.transform is not None else image
+        elif "jpg" not in sample:
+            raise ValueError("decode='bytes' reads JPEG frame shards; this set holds decoded crops (decode='rgb')")
         return sample
 
 
@@ -203,21 +248,10 @@ class FrameShards(ShardSet):
         """A torch IterableDataset of batches (use with ``DataLoader(ds, batch_size=None, num_workers=...)``)."""
         if decode not in DECODE_MODES:
             raise ValueError(f"decode must be one of {DECODE_MODES}, got {decode!r}")
-        return ShardBatchStream(
-            self.shards,
-            decode=_FrameDecoder(decode, transform),
-            required=REQUIRED,
-            collate=_collate_frames,
-            batch_size=batch_size,
-            shuffle_seed=shuffle_seed,
-            epoch=epoch,
-            rank=rank,
-            world_size=world_size,
-            resampled_len=resampled_len,
-            shuffle_buffer=shuffle_buffer,
-            drop_last=drop_last,
-            on_corrupt=self.on_corrupt,
-        )
+        return self.batch_stream(decode=_FrameDecoder(decode, transform), collate=_collate_frames,
+                                 batch_size=batch_size, shuffle_seed=shuffle_seed, epoch=epoch, rank=rank,
+                                 world_size=world_size, resampled_len=resampled_len, shuffle_buffer=shuffle_buffer,
+                                 drop_last=drop_last)
 
     def loader(self, batch_size: int, *, num_workers: int = 0, pin_memory: bool = False, **options: Any) -> ShardLoader:
         """Batches {image uint8 [B,H,W,3] (or transformed, or ``jpg`` bytes list), labels, valid, frame, video, key};

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 from collections.abc import Mapping
@@ -24,9 +23,10 @@ import numpy as np
 import affbench
 from affbench.data.checksums import ALGORITHM, file_checksum
 from affbench.data.stale_temporaries import remove_stale_temporaries, temporary_name
+from affbench.output import MANIFEST, fsync_path, read_json_object, to_jsonable
 from affbench.run_lock import folder_lock
 
-MANIFEST_NAME = "manifest.json"
+MANIFEST_NAME = MANIFEST  # the file whose presence marks a cache entry complete, too
 SHARD_PATTERN = "shard-%06d.tar"
 MANIFEST_VERSION = 1
 # Value counts are kept per label column only while it looks categorical (EXPR class, AU 0/1, -1 invalid).
@@ -56,25 +56,6 @@ class ShardInfo:
     checksum: int | None = None  # None for sets written before checksums were recorded
 
 
-def to_jsonable(value: Any) -> Any:
-    """Plain JSON types from tuples, paths, numpy scalars and arrays (so manifests compare equal after a reload)."""
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, np.ndarray):
-        return to_jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    raise TypeError(f"manifest value {value!r} of type {type(value).__name__} is not JSON-serialisable")
-
-
 def read_manifest(directory: str | os.PathLike, *, kind: str) -> dict:
     """The manifest of a complete shard set of ``kind`` ("frame_shards" or "window_shards"); raises otherwise."""
     directory = Path(directory)
@@ -87,10 +68,10 @@ def read_manifest(directory: str | os.PathLike, *, kind: str) -> dict:
             "and is never read; rebuild it with `affbench shard`"
         )
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc}); rebuild the shard set") from None
-    found = manifest.get("format") if isinstance(manifest, dict) else None
+        manifest = read_json_object(path)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; rebuild the shard set") from None
+    found = manifest.get("format")
     if found != f"affbench.{kind}":
         raise ValueError(f"{path}: format is {found!r}, expected 'affbench.{kind}'")
     if not isinstance(manifest.get("shards"), list) or not isinstance(manifest.get("num_samples"), int):
@@ -222,14 +203,6 @@ class LabelStatistics:
         return out
 
 
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class ShardSetWriter:
     """Write samples into a shard set atomically: ``write`` samples, then ``commit(manifest)``.
 
@@ -279,7 +252,7 @@ class ShardSetWriter:
                 str(self.tmp_dir / SHARD_PATTERN),
                 maxcount=self.maxcount,
                 maxsize=self.maxsize,
-                post=lambda name: _fsync_path(Path(name)),
+                post=lambda name: fsync_path(Path(name)),
                 verbose=0,
                 encoder=False,
                 mtime=0,  # fixed member times: identical inputs give identical shard bytes
@@ -314,7 +287,7 @@ class ShardSetWriter:
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
-        _fsync_path(self.tmp_dir)
+        fsync_path(self.tmp_dir)
         self._swap_in()
         self._done = True
         return body
@@ -337,7 +310,7 @@ class ShardSetWriter:
             if old is not None:
                 os.rename(old, self.out_dir)  # put the previous complete set back
             raise
-        _fsync_path(parent)
+        fsync_path(parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
 

@@ -33,6 +33,16 @@ class ShardSet:
         self.shards = shard_infos(self.directory, self.manifest)
         self.skipped = SkipCounts()
 
+    def batch_stream(self, *, collate: Callable[[list[Any]], dict], batch_size: int, decode: Any = None,
+                     **options: Any):
+        """The set's shards as a stream of collated batches (a ShardBatchStream: `options` are its shuffle, epoch,
+        rank and resampling arguments), read with the set's required members and corrupt-input policy; `decode`
+        defaults to the set's own decoder."""
+        from affbench.data.shard_loader import ShardBatchStream
+
+        return ShardBatchStream(self.shards, decode=decode or type(self).decode, required=self.required,
+                                collate=collate, batch_size=batch_size, on_corrupt=self.on_corrupt, **options)
+
     def __len__(self) -> int:
         """Number of samples in the set."""
         return int(self.manifest["num_samples"])

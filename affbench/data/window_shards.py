@@ -18,7 +18,8 @@ to the GPU); the model casts after the transfer (``batch["features"].to(device).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ from tqdm.auto import tqdm
 
 from affbench.data import WINDOW_MAXCOUNT
 from affbench.data.records import VideoRecord
-from affbench.data.shard_loader import ShardBatchStream, ShardLoader, check_enough_shards
+from affbench.data.shard_loader import ShardLoader, check_enough_shards
 from affbench.data.shard_manifest import (
     LabelStatistics,
     ShardSetWriter,
@@ -279,19 +280,89 @@ class WindowShards(ShardSet):
         n_frames i64 [B], video/key list}; ``resampled_len`` = fixed batches per rank per epoch."""
         if resampled_len is None:
             check_enough_shards(len(self.shards), world_size, num_workers, f"window shards {self.directory}")
-        stream = ShardBatchStream(
-            self.shards,
-            decode=decode_window,
-            required=REQUIRED,
-            collate=_collate_windows,
-            batch_size=batch_size,
-            shuffle_seed=shuffle_seed,
-            epoch=epoch,
-            rank=rank,
-            world_size=world_size,
-            resampled_len=resampled_len,
-            shuffle_buffer=shuffle_buffer,
-            drop_last=drop_last,
-            on_corrupt=self.on_corrupt,
-        )
+        stream = self.batch_stream(collate=_collate_windows, batch_size=batch_size, shuffle_seed=shuffle_seed,
+                                   epoch=epoch, rank=rank, world_size=world_size, resampled_len=resampled_len,
+                                   shuffle_buffer=shuffle_buffer, drop_last=drop_last)
         return ShardLoader(stream, num_workers=num_workers, pin_memory=pin_memory)
+
+
+# -- the stage that cuts a fold's window shards from its features ---------------------------------------------
+
+
+def build_window_shards(
+    config: Mapping[str, Any], inputs: Any, features: Any, split: str, *, quiet: bool = False,
+    records: Sequence[VideoRecord] | None = None, selection: Mapping[str, Any] | None = None,
+    repeats: Mapping[str, int] | None = None,
+) -> tuple[Path, dict]:
+    """The window-shard set of one split of the fold (stage 2's `features` of the `inputs`' records, cut as the
+    config's data section says), built once per content key in the stage cache.
+
+    `records` default to the fold's side named `split` ("train" | "validation"); other splits ("selection",
+    "test") pass theirs. `selection` (how held-out training videos were drawn) joins the key and the provenance
+    of the splits it shaped. `repeats` (video -> copies per epoch) writes some videos' windows more than once
+    (a multi-task training mix, affbench.multitask.epoch_repeats); it joins the key.
+    """
+    from affbench.stages import feature_cache as cache
+    from affbench.stages.extract import video_features
+
+    if records is None:
+        records = {"train": inputs.train, "validation": inputs.validation}[split]
+    data = config["data"]
+    policy = data["missing_faces"]
+    fold_side = {k: v for k, v in inputs.fold_info.items() if k not in ("train", "validation", "selection")}
+    shaped_by = {} if selection is None else {"selection": dict(selection)}
+    # Only training windows may drop tails: a scored split must cover every frame.
+    tails = data["tails"] if split == "train" else "cover"
+    dropped = {} if tails == "cover" else {"tails": tails}  # keys of covering sets stay what they were
+    repeated = {"repeats": dict(sorted(repeats.items()))} if repeats else {}
+    key = cache.stage_key("windows", features=features.key, task=config["task"], split=split,
+                          fold=fold_side, videos=[r.video for r in records], window=int(data["window"]),
+                          stride=int(data["stride"]), missing_faces=policy,
+                          stamps=inputs.stamps_digest(records), **shaped_by, **dropped, **repeated)
+    directory = cache.stage_dir("windows", key)
+    manifest = cache.read_manifest(directory)
+    if manifest is not None:
+        return directory, manifest
+    if not records:
+        raise ValueError(f"task '{inputs.task}' fold {inputs.fold}: the {split} split has no video")
+    without_face = sum(int((~r.has_image).sum()) for r in records)
+    extra = {
+        "dataset": inputs.dataset_provenance,
+        "task": config["task"],
+        "split": split,
+        "fold": fold_side,
+        "videos": [r.video for r in records],
+        "backbone": features.identity,
+        "feature_key": features.key,
+        "finetune": None if features.finetune is None else {
+            "key": features.finetune["key"], "weights_id": features.finetune["weights_id"]},
+        "missing_faces": {"policy": policy, "frames_without_face": without_face,
+                          "frames": sum(r.n_frames for r in records)},
+        **shaped_by,
+        **repeated,
+    }
+
+    def windows() -> Iterator[tuple[VideoRecord, np.ndarray, np.ndarray]]:
+        for record in repeated_passes(records, repeats):
+            feats, mask = video_features(features, record, policy)
+            yield record, feats, mask
+
+    manifest = write_window_shards(directory, windows(), window=int(data["window"]), stride=int(data["stride"]),
+                                   manifest_extra=extra, maxcount=_windows_maxcount(records, data), quiet=quiet,
+                                   desc=f"window shards {inputs.task} fold {inputs.fold} {split}", tails=tails,
+                                   repeats=repeats)
+    return directory, manifest
+
+
+def repeated_passes(records: Sequence[VideoRecord], repeats: Mapping[str, int] | None) -> Iterator[VideoRecord]:
+    """The records in one pass per copy, a video in as many passes as its repeat (default 1): a repeated video's
+    copies lie apart in the shards, so the loader's shuffle does not meet them side by side."""
+    repeats = repeats or {}
+    for copy in range(max(repeats.values(), default=1)):
+        yield from (record for record in records if copy < repeats.get(record.video, 1))
+
+
+def _windows_maxcount(records: Sequence[VideoRecord], data: Mapping[str, Any]) -> int:
+    """Windows per shard: the default size, but small sets still get a few shards for loader workers."""
+    n_windows = sum(len(window_starts(r.n_frames, int(data["window"]), int(data["stride"]))) for r in records)
+    return max(1, min(DEFAULT_MAXCOUNT, -(-n_windows // 4)))

@@ -20,7 +20,8 @@ MERGE_REDUCTIONS = ("mean", "center")
 TAIL_RULES = ("cover", "drop")
 
 
-def _check_window_stride(window: int, stride: int) -> None:
+def check_window_stride(window: int, stride: int) -> None:
+    """The windowing rule: whole frames, at least one, and no frame left between two windows."""
     if int(window) != window or window < 1:
         raise ValueError(f"window must be an integer >= 1 frame, got {window!r}")
     if int(stride) != stride or stride < 1:
@@ -35,7 +36,7 @@ def window_starts(n: int, window: int, stride: int, *, tails: str = "cover") -> 
 
     ``tails="drop"`` gives full windows only (``range(0, n - window + 1, stride)``; none when n < window).
     """
-    _check_window_stride(window, stride)
+    check_window_stride(window, stride)
     if tails not in TAIL_RULES:
         raise ValueError(f"tails must be one of {', '.join(TAIL_RULES)}, got {tails!r}")
     if int(n) != n or n < 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from affbench.cli_support import reporting_input_errors
+from affbench.cli_support import add_quiet_argument, reporting_input_errors
 
 
 def add_detection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,7 +59,7 @@ def add_crop_command(commands) -> None:
     crop.add_argument("source", type=Path, help="a video file, or a folder holding only video files")
     crop.add_argument("--out", type=Path, required=True, help="dataset root to write (created if missing)")
     add_detection_arguments(crop)
-    crop.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+    add_quiet_argument(crop)
     crop.set_defaults(func=reporting_input_errors("affbench data crop", run_crop))
 
 

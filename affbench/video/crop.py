@@ -40,7 +40,7 @@ from affbench.data.affwild2_layout import (
     TASKS,
     image_name,
 )
-from affbench.train.run_dir import write_json
+from affbench.output import write_json
 from affbench.video.align import BOX_MARGIN, CROP_SIZE, TEMPLATE_112, face_transform, warp_crop
 from affbench.video.decode import DecodedFrame, iter_frames, list_videos, probe
 from affbench.video.detectors import create_detector

@@ -27,7 +27,7 @@ import torch
 from affbench import task_contract as contract
 from affbench.data.affwild2_layout import IMAGES_DIR
 from affbench.data.records import VideoRecord
-from affbench.train.run_dir import write_text_atomic
+from affbench.output import write_text_atomic
 from affbench.video.crop import CropOptions, crop_videos, manifest_path, video_name
 
 
@@ -52,9 +52,8 @@ def _checkpoint_and_run_dir(run: Path) -> tuple[Path, Path]:
 
 def run_backbone(config: Mapping[str, Any], run_dir: Path):
     """The run's image backbone with the weights it extracted its features with (fine-tuned ones from the cache)."""
-    from affbench.train import feature_cache as cache
-    from affbench.train.finetune import WEIGHTS_FILE, build_backbone, finetuned_weights_id, load_finetuned
-    from affbench.train.stage_inputs import component_spec
+    from affbench.stages import feature_cache as cache
+    from affbench.stages.finetune import WEIGHTS_FILE, build_backbone, finetuned_weights_id, load_finetuned
 
     if config.get("backbone") is None:
         raise ValueError(f"{run_dir}: the run's config has backbone: null (it trained on given features); "
@@ -66,7 +65,7 @@ def run_backbone(config: Mapping[str, Any], run_dir: Path):
     except (OSError, ValueError, KeyError, TypeError):
         raise ValueError(f"{provenance_path}: missing or without train.backbone; accepted: the file `affbench "
                          "train` writes into every run directory") from None
-    spec = component_spec(config["backbone"])
+    spec = config["backbone"]
     backbone = build_backbone(spec)
     weights_id = str(backbone.weights_id)
     tuned = provenance.get("finetune")
@@ -91,8 +90,8 @@ def track_features(backbone, folder: Path, n_frames: int, *, batch_size: int, de
                    ) -> tuple[np.ndarray, np.ndarray]:
     """(features [n, D] float32, zeros where no face; has_image [n]) of one track folder of crops."""
     from affbench.data.frame_shards import decode_jpeg
-    from affbench.train.finetune import backbone_threads
-    from affbench.train.frame_batches import batch_to_input
+    from affbench.stages.finetune import backbone_threads
+    from affbench.stages.frame_batches import batch_to_input
 
     frames = sorted(int(p.stem) for p in folder.glob("*.jpg"))
     features = np.zeros((n_frames, int(backbone.out_dim)), np.float32)
@@ -113,7 +112,7 @@ def predict_tracks(config: Mapping[str, Any], model, backbone, crops_root: Path,
     """Per-frame predictions of every track of one cropped video."""
     from affbench.data.missing_faces import apply_policy
     from affbench.data.window_shards import cut_windows
-    from affbench.train.evaluate import frame_values, run_windows, task_probabilities
+    from affbench.stages.evaluate import frame_values, run_windows, task_probabilities
 
     task = model.task
     n = int(manifest["frames"])
@@ -183,7 +182,7 @@ def _crops(video: Path, out: Path, options: CropOptions, quiet: bool) -> dict:
 def predict_video(video: str | os.PathLike[str], run: str | os.PathLike[str], *, out: str | os.PathLike[str] | None,
                   options: CropOptions | None = None, smoothing: int | None = None, quiet: bool = False) -> dict:
     """Crop `video`, predict every frame of every face track with the run in `run`; write the CSV and the plot."""
-    from affbench.train.evaluate import load_trained
+    from affbench.stages.evaluate import load_trained
     from affbench.video.traces_plot import plot_tracks
 
     video = Path(video)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from affbench import task_contract as contract
+from affbench.output import open_atomic
 
 NO_FACE_GREY = (0.85, 0.85, 0.85)
 
@@ -78,8 +79,7 @@ def plot_tracks(task, manifest: Mapping[str, Any], tracks: Sequence[Any], path: 
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=110)
+    with open_atomic(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
     return path

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 import affbench
 from affbench.frame_stats import TaskScoring
 from affbench.metrics import class_counts
+from affbench.stages.evaluate import moving_average
 from affbench.task_contract import check_metric_names
-from affbench.train.evaluate import moving_average
 
 
 def balanced_accuracy_of_counts(counts):

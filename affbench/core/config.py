@@ -19,8 +19,10 @@ import difflib
 import hashlib
 import json
 import math
+import types
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +38,37 @@ class ConfigError(ValueError):
     """A configuration that cannot be used: names the file, the key path and what would be accepted."""
 
 
-# -- schema ---------------------------------------------------------------------------------------------------
+# -- schema: one dataclass per section -------------------------------------------------------------------------
+#
+# A section is a dataclass whose fields are its keys: the annotation says which values are accepted, the field's
+# default is the key's default, and `setting` adds the one-line meaning, the accepted choices and, for a
+# component, the registry kind its names are looked up in. A field whose type is a section dataclass is a nested
+# section. The defaults are the paper's stage-3 hyperparameters where the paper gives one; changing one changes
+# the digest of every config that relies on it (and so the published results' record).
+
+
+class Component(dict):
+    """A registered component, ``{name, options}``; a bare name is accepted and normalised to that form."""
+
+
+class ComponentList(list):
+    """A list of components (each a name or ``{name, options}``)."""
+
+
+# Annotation -> the name the validator and the schema reference use for it.
+_TYPE_NAMES = {int: "int", float: "float", bool: "bool", str: "str", list: "list", dict: "mapping",
+               type(None): "null", Component: "component", ComponentList: "components"}
+
+
+def setting(default: Any, doc: str, *, choices: tuple | None = None, kind: str | None = None) -> Any:
+    """A section key: its default (copied afresh for every instance), meaning, choices and registry kind."""
+    return field(default_factory=lambda: copy.deepcopy(default),
+                 metadata={"default": default, "doc": doc, "choices": choices, "kind": kind})
 
 
 @dataclass(frozen=True)
 class Key:
-    """One leaf of the schema: accepted types, default, choices and a one-line meaning."""
+    """One leaf of the schema as the validator reads it: accepted types, default, choices and meaning."""
 
     types: tuple[str, ...]  # of "int", "float", "bool", "str", "list", "mapping", "null", "component", "components"
     default: Any
@@ -50,111 +77,159 @@ class Key:
     kind: str | None = None  # registry kind for "component"/"components" keys
 
 
-def _k(types: str, default: Any, doc: str, choices: tuple | None = None, kind: str | None = None) -> Key:
-    return Key(tuple(types.split("|")), default, doc, choices, kind)
-
-
 # train.select: the split that picks the reported epoch (and tunes AU thresholds), or none.
 SELECT_MODES = ("inner", "last", "validation")
 
-# The schema with defaults. A section is a dict of keys; a leaf is a Key. The defaults are the paper's stage-3
-# hyperparameters where the paper gives one.
-SCHEMA: dict[str, Any] = {
-    "name": _k("str|null", None, "row name (default: the config file's stem); names the run directory"),
-    "task": _k("component", None, "task: a name (va | expr | au) or {name, options}; multitask joins tasks in "
-               "one model: {name: multitask, options: {tasks: [{name, weight, options}, ...]}}", kind="task"),
-    "feature_dim": _k("int|null", None, "input feature size when the model has no backbone (set by the trainer)"),
-    "device": _k("str", "auto", "where the models run: auto (the GPU when one is visible), cpu, cuda or cuda:N; "
-                                "--device overrides it"),
-    "data": {
-        "dataset": _k("component", {"name": "synthaffect", "options": {}},
-                      "dataset plugin: a name or {name, options}", kind="dataset"),
-        "window": _k("int", 300, "frames per window (stage 3)"),
-        "stride": _k("int", 200, "frames between window starts (stage 3)"),
-        "tails": _k("str", "cover", "training windows: cover (every frame; the last window aligned to the end, a "
-                    "short video padded) or drop (the authors' earlier loop: full windows only, so each video's "
-                    "tail and videos shorter than the window are never trained on); scored splits always cover",
-                    choices=("cover", "drop")),
-        "missing_faces": _k("str", "mask", "features of frames without a face image",
-                            choices=("mask", "ffill", "zeros", "interpolate")),
-        "folds": _k("int", 5, "K of K-fold cross-validation over train+validation, grouped by source video"),
-        "fold_seed": _k("int", 0, "seed of the fold split"),
-    },
-    "backbone": _k("component|null", {"name": "clip", "options": {"arch": "ViT-B-16-quickgelu", "pretrained": "openai"}},
-                   "image backbone: a name or {name, options}", kind="backbone"),
-    "finetune": {
-        "enabled": _k("bool", True, "stage 1: fine-tune the backbone on frame labels before extracting"),
-        "tasks": _k("components|null", None, "stage 1 labels: the tasks whose heads are fine-tuned together "
-                    "(null: the row's own task; [expr]: the paper's one fine-tune on expression labels; "
-                    "[va, expr, au]: one multi-task fine-tune that rows of every task share)", kind="task"),
-        "epochs": _k("int", 1, "stage 1 epochs"),
-        "batch_size": _k("int", 256, "stage 1 batch size"),
-        "lr": _k("float", 1.0e-4, "stage 1 AdamW learning rate"),
-        "weight_decay": _k("float", 0.05, "stage 1 AdamW weight decay"),
-        "max_frames": _k("int|null", None, "cap on stage 1 training frames per epoch (null: all)"),
-        "workers": _k("int", 2, "stage 1 data-loader workers"),
-        "seed": _k("int", 0, "stage 1 seed"),
-        "batchnorm": _k("str", "train", "stage 1 BatchNorm layers of the backbone: frozen (eval mode: the "
-                        "pretrained running statistics are kept, affine parameters still trained) or train "
-                        "(running statistics re-estimated from the fine-tuning batches)",
-                        choices=("frozen", "train")),
-    },
-    "extract": {
-        "batch_size": _k("int", 64, "stage 2 batch size"),
-        "workers": _k("int", 2, "stage 2 data-loader workers"),
-        "amp": _k("bool", True, "stage 2 autocast on GPU"),
-    },
-    "model": {
-        "temporal": _k("components", [
-            {"name": "tcn", "options": {"channels": [768, 256, 128], "kernel_size": 5, "dropout": 0.3,
-                                        "weight_norm": True}},
-            {"name": "transformer", "options": {"d_model": 512, "heads": 4, "layers": 8, "ff_dim": 512,
-                                                "dropout": 0.3, "positions": "none"}},
-        ], "temporal stack, applied in order: list of names or {name, options} (empty: per-frame model)",
-            kind="temporal"),
-        "head": {
-            "hidden": _k("int|null", 256, "MLP head hidden width (null: a single linear layer)"),
-            "dropout": _k("float", 0.3, "MLP head dropout"),
-            "norm": _k("str", "batch", "MLP head normalisation (batch: mask-aware BatchNorm, as the paper)",
-                       choices=("batch", "layer", "none")),
-            "activation": _k("str", "relu", "MLP head activation after the normalisation (none: the authors' "
-                             "earlier code, Linear -> BatchNorm -> Linear)", choices=("relu", "none")),
-        },
-    },
-    "train": {
-        "epochs": _k("int", 20, "stage 3 epochs"),
-        "batch_size": _k("int", 32, "stage 3 windows per batch (per process under DDP)"),
-        "lr": _k("float", 3.0e-5, "stage 3 AdamW peak learning rate"),
-        "weight_decay": _k("float", 1.0e-5, "stage 3 AdamW weight decay"),
-        "warmup_epochs": _k("float", 1.0, "linear warm-up length in epochs"),
-        "schedule": _k("str", "cosine", "learning-rate schedule after warm-up",
-                       choices=("cosine", "linear", "constant")),
-        "early_stopping": _k("int|null", None, "stop after this many epochs without a better metric on the split "
-                             "that train.select scores (not with select: last)"),
-        "amp": _k("str", "bf16", "autocast dtype on GPU (ignored on CPU)", choices=("bf16", "fp16", "none")),
-        "grad_clip": _k("float|null", None, "clip the gradient norm to this value (null: no clipping)"),
-        "seed": _k("int", 0, "seed of weights, data order, dropout"),
-        "workers": _k("int", 0, "stage 3 data-loader workers per process"),
-        "threads": _k("int|null", None, "CPU threads for torch in stage 3 (null: torch's default); tiny models "
-                      "run fastest with 1"),
-        "checkpoint_every": _k("int|null", None, "also save last.pt every N optimizer steps (null: per epoch)"),
-        "resampled_len": _k("int|null", None, "batches per process per epoch, shards drawn with replacement (null: one pass over the shards)"),
-        "select": _k("str", "inner", "which epoch is reported (best.pt): inner = best on a held-out slice of the "
-                     "fold's training videos (validation scored once, at the end); last = the last epoch; "
-                     "validation = best on the validation split itself (the paper's practice: optimistic)",
-                     choices=SELECT_MODES),
-        "select_fraction": _k("float", 0.2, "select: inner: share of the training frames held out of stage 3 to "
-                              "pick the epoch (whole source videos, _left/_right together)"),
-        "select_seed": _k("int", 0, "select: inner: seed of the draw of the held-out training videos"),
-    },
-    "eval": {
-        "smoothing": _k("int|null", None, "temporal smoothing window in frames (EXPR mode filter, VA moving "
-                        "average, AU moving average of probabilities); null: none"),
-        "tune_thresholds": _k("bool", False, "AU: tune per-AU thresholds on the split that train.select scores "
-                              "(the held-out training videos under inner; not with select: last)"),
-        "batch_size": _k("int", 64, "windows per batch when predicting"),
-    },
-}
+
+@dataclass
+class DataSection:
+    dataset: Component = setting({"name": "synthaffect", "options": {}}, "dataset plugin: a name or {name, options}",
+                                 kind="dataset")
+    window: int = setting(300, "frames per window (stage 3)")
+    stride: int = setting(200, "frames between window starts (stage 3)")
+    tails: str = setting("cover", "training windows: cover (every frame; the last window aligned to the end, a "
+                         "short video padded) or drop (the authors' earlier loop: full windows only, so each video's "
+                         "tail and videos shorter than the window are never trained on); scored splits always cover",
+                         choices=("cover", "drop"))
+    missing_faces: str = setting("mask", "features of frames without a face image",
+                                 choices=("mask", "ffill", "zeros", "interpolate"))
+    folds: int = setting(5, "K of K-fold cross-validation over train+validation, grouped by source video")
+    fold_seed: int = setting(0, "seed of the fold split")
+
+
+@dataclass
+class FinetuneSection:
+    enabled: bool = setting(True, "stage 1: fine-tune the backbone on frame labels before extracting")
+    tasks: ComponentList | None = setting(None, "stage 1 labels: the tasks whose heads are fine-tuned together "
+                                          "(null: the row's own task; [expr]: the paper's one fine-tune on expression "
+                                          "labels; [va, expr, au]: one multi-task fine-tune that rows of every task "
+                                          "share)", kind="task")
+    epochs: int = setting(1, "stage 1 epochs")
+    batch_size: int = setting(256, "stage 1 batch size")
+    lr: float = setting(1.0e-4, "stage 1 AdamW learning rate")
+    weight_decay: float = setting(0.05, "stage 1 AdamW weight decay")
+    max_frames: int | None = setting(None, "cap on stage 1 training frames per epoch (null: all)")
+    workers: int = setting(2, "stage 1 data-loader workers")
+    seed: int = setting(0, "stage 1 seed")
+    batchnorm: str = setting("train", "stage 1 BatchNorm layers of the backbone: frozen (eval mode: the "
+                             "pretrained running statistics are kept, affine parameters still trained) or train "
+                             "(running statistics re-estimated from the fine-tuning batches)",
+                             choices=("frozen", "train"))
+
+
+@dataclass
+class ExtractSection:
+    batch_size: int = setting(64, "stage 2 batch size")
+    workers: int = setting(2, "stage 2 data-loader workers")
+    amp: bool = setting(True, "stage 2 autocast on GPU")
+
+
+@dataclass
+class HeadSection:
+    hidden: int | None = setting(256, "MLP head hidden width (null: a single linear layer)")
+    dropout: float = setting(0.3, "MLP head dropout")
+    norm: str = setting("batch", "MLP head normalisation (batch: mask-aware BatchNorm, as the paper)",
+                        choices=("batch", "layer", "none"))
+    activation: str = setting("relu", "MLP head activation after the normalisation (none: the authors' "
+                              "earlier code, Linear -> BatchNorm -> Linear)", choices=("relu", "none"))
+
+
+@dataclass
+class ModelSection:
+    temporal: ComponentList = setting([
+        {"name": "tcn", "options": {"channels": [768, 256, 128], "kernel_size": 5, "dropout": 0.3,
+                                    "weight_norm": True}},
+        {"name": "transformer", "options": {"d_model": 512, "heads": 4, "layers": 8, "ff_dim": 512,
+                                            "dropout": 0.3, "positions": "none"}},
+    ], "temporal stack, applied in order: list of names or {name, options} (empty: per-frame model)",
+        kind="temporal")
+    head: HeadSection = field(default_factory=HeadSection)
+
+
+@dataclass
+class TrainSection:
+    epochs: int = setting(20, "stage 3 epochs")
+    batch_size: int = setting(32, "stage 3 windows per batch (per process under DDP)")
+    lr: float = setting(3.0e-5, "stage 3 AdamW peak learning rate")
+    weight_decay: float = setting(1.0e-5, "stage 3 AdamW weight decay")
+    warmup_epochs: float = setting(1.0, "linear warm-up length in epochs")
+    schedule: str = setting("cosine", "learning-rate schedule after warm-up", choices=("cosine", "linear", "constant"))
+    early_stopping: int | None = setting(None, "stop after this many epochs without a better metric on the split "
+                                         "that train.select scores (not with select: last)")
+    amp: str = setting("bf16", "autocast dtype on GPU (ignored on CPU)", choices=("bf16", "fp16", "none"))
+    grad_clip: float | None = setting(None, "clip the gradient norm to this value (null: no clipping)")
+    seed: int = setting(0, "seed of weights, data order, dropout")
+    workers: int = setting(0, "stage 3 data-loader workers per process")
+    threads: int | None = setting(None, "CPU threads for torch in stage 3 (null: torch's default); tiny models "
+                                  "run fastest with 1")
+    checkpoint_every: int | None = setting(None, "also save last.pt every N optimizer steps (null: per epoch)")
+    resampled_len: int | None = setting(None, "batches per process per epoch, shards drawn with replacement (null: "
+                                        "one pass over the shards)")
+    select: str = setting("inner", "which epoch is reported (best.pt): inner = best on a held-out slice of the "
+                          "fold's training videos (validation scored once, at the end); last = the last epoch; "
+                          "validation = best on the validation split itself (the paper's practice: optimistic)",
+                          choices=SELECT_MODES)
+    select_fraction: float = setting(0.2, "select: inner: share of the training frames held out of stage 3 to "
+                                     "pick the epoch (whole source videos, _left/_right together)")
+    select_seed: int = setting(0, "select: inner: seed of the draw of the held-out training videos")
+
+
+@dataclass
+class EvalSection:
+    smoothing: int | None = setting(None, "temporal smoothing window in frames (EXPR mode filter, VA moving "
+                                    "average, AU moving average of probabilities); null: none")
+    tune_thresholds: bool = setting(False, "AU: tune per-AU thresholds on the split that train.select scores "
+                                    "(the held-out training videos under inner; not with select: last)")
+    batch_size: int = setting(64, "windows per batch when predicting")
+
+
+@dataclass
+class RunConfig:
+    """Every key of a run config, section by section (see the README's configuration reference)."""
+
+    name: str | None = setting(None, "row name (default: the config file's stem); names the run directory")
+    task: Component = setting(None, "task: a name (va | expr | au) or {name, options}; multitask joins tasks in "
+                              "one model: {name: multitask, options: {tasks: [{name, weight, options}, ...]}}",
+                              kind="task")
+    feature_dim: int | None = setting(None, "input feature size when the model has no backbone (set by the "
+                                      "trainer)")
+    device: str = setting("auto", "where the models run: auto (the GPU when one is visible), cpu, cuda or cuda:N; "
+                                  "--device overrides it")
+    compile: bool = setting(False, "torch.compile the backbone in stages 1-2 (fine-tune and extraction); the first "
+                            "batches pay the compilation. Recorded in provenance, not in cache keys (like device, it "
+                            "moves results by float rounding only)")
+    data: DataSection = field(default_factory=DataSection)
+    backbone: Component | None = setting({"name": "clip", "options": {"arch": "ViT-B-16-quickgelu",
+                                                                     "pretrained": "openai"}},
+                                         "image backbone: a name or {name, options}", kind="backbone")
+    finetune: FinetuneSection = field(default_factory=FinetuneSection)
+    extract: ExtractSection = field(default_factory=ExtractSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+
+
+def _type_names(annotation: Any) -> tuple[str, ...]:
+    """("int", "null") of ``int | None``: the accepted value types of a key, in the order written."""
+    members = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    return tuple(_TYPE_NAMES[member] for member in members)
+
+
+def _schema_of(section: type) -> dict[str, Any]:
+    """The validator's view of a section dataclass: key -> Key, or -> a nested dict for a nested section."""
+    hints = typing.get_type_hints(section)
+    out: dict[str, Any] = {}
+    for item in fields(section):
+        annotation = hints[item.name]
+        if is_dataclass(annotation):
+            out[item.name] = _schema_of(annotation)
+            continue
+        meta = item.metadata
+        out[item.name] = Key(_type_names(annotation), meta["default"], meta["doc"], meta["choices"], meta["kind"])
+    return out
+
+
+SCHEMA: dict[str, Any] = _schema_of(RunConfig)
 
 
 # -- the Config object ----------------------------------------------------------------------------------------
@@ -340,11 +415,11 @@ def _coerce(value: Any, key: Key, path: str, where: str) -> Any:
             return None
         raise ConfigError(f"{where}: {path}: may not be null; expected {' or '.join(types)}")
     if "component" in types:
-        return _component(value, key, path, where)
+        return component_spec(value, path, kind=key.kind, where=where)
     if "components" in types:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: {path}: expected a list of components, got {_type_name(value)}")
-        return [_component(v, key, f"{path}[{i}]", where) for i, v in enumerate(value)]
+        return [component_spec(v, f"{path}[{i}]", kind=key.kind, where=where) for i, v in enumerate(value)]
     if "bool" in types and isinstance(value, bool):
         return value
     if "int" in types and isinstance(value, int) and not isinstance(value, bool):
@@ -375,7 +450,10 @@ def _coerce(value: Any, key: Key, path: str, where: str) -> Any:
     return out
 
 
-def _component(value: Any, key: Key, path: str, where: str) -> dict[str, Any]:
+def component_spec(value: Any, path: str, *, kind: str, where: str = "config key") -> dict[str, Any]:
+    """A component (a name or {name, options}) as {name, options}: the one normaliser, run when a config loads
+    (and by ``create_model`` on a plain mapping), so that code downstream indexes ``["name"]`` and
+    ``["options"]``. A ConfigError names `where` and `path` otherwise."""
     if isinstance(value, str):
         return {"name": value, "options": {}}
     if isinstance(value, Mapping):
@@ -389,7 +467,7 @@ def _component(value: Any, key: Key, path: str, where: str) -> dict[str, Any]:
         if not isinstance(options, Mapping):
             raise ConfigError(f"{where}: {path}.options: expected a mapping, got {_type_name(options)}")
         return {"name": name, "options": dict(options)}
-    raise ConfigError(f"{where}: {path}: expected a {key.kind} name or {{name, options}}, got {_type_name(value)}")
+    raise ConfigError(f"{where}: {path}: expected a {kind} name or {{name, options}}, got {_type_name(value)}")
 
 
 def _hint(key: str, choices: list[str]) -> list[str]:
@@ -438,9 +516,7 @@ def _component_keys(schema: Mapping[str, Any], prefix: str = "") -> list[tuple[s
 
 def _check_components(config: Config) -> None:
     """Unknown component names and unknown options fail, naming the file and the key."""
-    import inspect
-
-    from affbench._registry import UnknownComponentError, closest_match, get_registry
+    from affbench.core.registry import UnknownComponentError, get_registry, unknown_option
 
     registry = get_registry()
     for path, spec in _component_keys(SCHEMA):
@@ -454,23 +530,25 @@ def _check_components(config: Config) -> None:
                 component = registry.get(spec.kind, comp["name"])
             except UnknownComponentError as exc:
                 raise ConfigError(f"{where}: {item_path}.name: {exc}") from None
-            try:
-                params = inspect.signature(component.factory).parameters
-            except (TypeError, ValueError):
-                continue
-            if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-                continue
-            accepted = [n for n, p in params.items() if n != "self" and p.kind in
-                        (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
-            if spec.kind == "temporal":
-                accepted = [n for n in accepted if n != "in_dim"]
-            for option in comp["options"]:
-                if option not in accepted:
-                    hint = closest_match(option, accepted)
-                    msg = (f"{config.where(f'{path}.options.{option}') if isinstance(value, dict) else where}: "
-                           f"{item_path}.options.{option}: {spec.kind} '{comp['name']}' has no option "
-                           f"'{option}'; accepted options: {', '.join(accepted) or '(none)'}")
-                    raise ConfigError(msg + (f". Did you mean '{hint}'?" if hint else ""))
+            for option in comp["options"]:  # one at a time: the message names the line of the one at fault
+                problem = unknown_option(component, [option],
+                                         set_by_caller=("in_dim",) if spec.kind == "temporal" else ())
+                at = config.where(f"{path}.options.{option}") if isinstance(value, dict) else where
+                if problem is not None:
+                    raise ConfigError(f"{at}: {item_path}.options.{option}: {spec.kind} '{comp['name']}' {problem}")
+                _check_option_value(component, f"{item_path}.options.{option}", comp["options"][option], at)
+
+
+def _check_option_value(component: Any, path: str, value: Any, where: str) -> None:
+    """A component's own check of one option's value, when its factory declares one (``factory.check_option(path,
+    value)`` raising ValueError with a message that names `path`), so a bad value fails on load at its line."""
+    check = getattr(component.factory, "check_option", None)
+    if check is None:
+        return
+    try:
+        check(path, value)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _check_values(config: Config) -> None:
@@ -482,7 +560,7 @@ def _check_values(config: Config) -> None:
             raise ConfigError(f"{config.where(path)}: {path}: must be {'>= 0' if allow_zero else '> 0'}, "
                               f"got {value}")
 
-    for path in ("train.epochs", "data.window", "data.stride", "data.folds", "finetune.batch_size", "extract.batch_size",
+    for path in ("train.epochs", "data.folds", "finetune.batch_size", "extract.batch_size",
                  "train.batch_size", "eval.batch_size", "train.checkpoint_every", "train.resampled_len", "train.threads",
                  "train.early_stopping", "eval.smoothing"):
         positive(path)
@@ -491,10 +569,7 @@ def _check_values(config: Config) -> None:
         positive(path, allow_zero=True)
     _check_dropouts(config)
     _check_device(config)
-    _check_joined_tasks(config)
-    if config["data"]["stride"] > config["data"]["window"]:
-        raise ConfigError(f"{config.where('data.stride')}: data.stride: {config['data']['stride']} is larger "
-                          f"than data.window {config['data']['window']}; frames between windows would be skipped")
+    _check_windowing(config)
     fraction = config["train"]["select_fraction"]
     if not 0.0 < fraction < 1.0:
         raise ConfigError(f"{config.where('train.select_fraction')}: train.select_fraction: must be between 0 and 1 "
@@ -508,17 +583,16 @@ def _check_values(config: Config) -> None:
         raise ConfigError(f"{config.where('task')}: task: required; one of va, expr, au (or {{name, options}})")
 
 
-def _check_joined_tasks(config: Config) -> None:
-    """A multi-task model's task list (affbench.multitask), checked on load so its error names the file."""
-    task = config["task"]
-    if not isinstance(task, Mapping) or task.get("name") != "multitask":
-        return
-    from affbench.multitask import part_specs
+def _check_windowing(config: Config) -> None:
+    """data.window and data.stride, by the rule of the module that cuts windows, reported at the line that set
+    the key at fault."""
+    from affbench.data.windows import check_window_stride
 
     try:
-        part_specs(task["options"].get("tasks"))
+        check_window_stride(config["data"]["window"], config["data"]["stride"])
     except ValueError as exc:
-        raise ConfigError(f"{config.where('task.options.tasks')}: {exc}") from None
+        key = "data.window" if str(exc).startswith("window") else "data.stride"
+        raise ConfigError(f"{config.where(key)}: {key}: {exc}") from None
 
 
 def _check_device(config: Config) -> None:
@@ -637,7 +711,7 @@ def dump_resolved(config: Config | Mapping[str, Any], path: str | Path) -> Path:
                                                          else set()))
     header = "# affbench resolved config (every key; defaults filled in)\n"
     header += "".join(f"# from: {f}\n" for f in files)
-    from affbench.train.run_dir import write_text_atomic
+    from affbench.output import write_text_atomic
 
     return write_text_atomic(path, header + to_yaml(config))
 

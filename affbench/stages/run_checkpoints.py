@@ -1,11 +1,9 @@
-"""A run folder's checkpoints checked against the folder they sit in, and a resumed run's best outputs.
+"""A run folder's checkpoints checked against the folder they sit in, and the best checkpoint of a run.
 
 * ``checkpoint_config``: the config a checkpoint was trained with, from the checkpoint (best.pt, and last.pt
   since it records it) or else from ``config.resolved.yaml`` beside it; a checkpoint whose config differs from
   the run folder's (a file copied from another run) is refused rather than scored under the folder's name.
-* ``restore_best_outputs``: a run resumed after its best epoch never held that epoch's validation outputs in
-  memory; they are recomputed from ``best.pt`` (a missing or corrupt one refuses, naming it) so the resumed
-  run writes the same ``predictions.validation.csv`` as an uninterrupted one.
+* ``load_best_checkpoint``: a run's ``best.pt``, refused when it does not hold the run's best epoch.
 """
 
 from __future__ import annotations
@@ -16,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from affbench.train.checkpoints import CheckpointError, load_checkpoint
-from affbench.train.config import config_digest, resolve
+from affbench.core.config import config_digest, resolve
+from affbench.stages.checkpoints import CheckpointError, load_checkpoint
 
 RESOLVED_CONFIG = "config.resolved.yaml"
 # The sections that make two runs the same run (the trainer's resume check uses the same ones).
@@ -52,20 +50,3 @@ def load_best_checkpoint(best_path: Path, best_epoch: int) -> dict:
         raise CheckpointError(f"{best_path}: holds epoch {best.get('epoch')!r} but the run's best epoch is "
                               f"{best_epoch}; delete the run folder and train again")
     return best
-
-
-def restore_best_outputs(best_path: Path, model: Any, val_shards: Any, *, best_epoch: int, thresholds: Any,
-                         ecfg: Mapping[str, Any], amp: str, device: Any, info: Any, quiet: bool):
-    """(values, outputs) of the best epoch, recomputed from `best_path` with `model` (its weights replaced)."""
-    from affbench.train.evaluate import run_windows, score
-
-    best = load_best_checkpoint(best_path, best_epoch)
-    try:
-        model.load_state_dict(best["model"])
-    except (KeyError, RuntimeError) as exc:
-        raise CheckpointError(f"{best_path}: weights do not fit this run's model: {str(exc).splitlines()[0]}"
-                              ) from None
-    outputs = run_windows(model, val_shards.iter_windows(), device=device, batch_size=ecfg["batch_size"], amp=amp,
-                          rank=info.rank, world_size=info.world_size, quiet=quiet, total=len(val_shards))
-    _, values = score(model.task, outputs, smoothing=ecfg["smoothing"], thresholds=thresholds)
-    return values, outputs

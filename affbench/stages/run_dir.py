@@ -9,20 +9,17 @@ validation metrics) and the ``best.pt`` / ``last.pt`` checkpoints.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
-import json
-import os
 import platform
 import shutil
 import sys
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from affbench.train.config import Config, dump_resolved
+from affbench.core.config import Config, dump_resolved
+from affbench.output import write_json, write_text_atomic
 
 
 def run_dir_path(out: str | Path, config: Mapping[str, Any], fold: int | None) -> Path:
@@ -31,43 +28,10 @@ def run_dir_path(out: str | Path, config: Mapping[str, Any], fold: int | None) -
     return Path(out) / task / str(config["name"]) / (f"fold{fold}" if fold is not None else "official")
 
 
-@contextlib.contextmanager
-def open_atomic(path: str | Path) -> Iterator[TextIO]:
-    """A text handle whose content replaces `path` (os.replace) only when the block succeeds.
-
-    The temporary file has a unique name (``.<name>.<random>.tmp``), so processes writing the same path never
-    share one, and it is removed when the block fails: readers never see half a file, and nothing is left.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with open(fd, "w", encoding="utf-8", newline="") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write text through a temporary file and os.replace, so readers never see half a file."""
-    with open_atomic(path) as handle:
-        handle.write(text)
-    return Path(path)
-
-
-def write_json(path: str | Path, obj: Any) -> Path:
-    """Pretty, key-sorted JSON written atomically."""
-    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-
-
 def plugin_versions(config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Loaded plugins with versions, and which plugin provided each component the config names."""
     import affbench
-    from affbench._registry import get_registry
+    from affbench.core.registry import get_registry
 
     registry = get_registry()
     plugins = [

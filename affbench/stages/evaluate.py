@@ -14,7 +14,6 @@ so the metrics equal the single-process ones.
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,8 +34,10 @@ from affbench.data.submission import (
     validate_submission,
 )
 from affbench.data.windows import VideoPredictionMerger
-from affbench.devices import resolve_device
-from affbench.train import distributed as D
+from affbench.devices import autocast, resolve_device
+from affbench.output import open_atomic
+from affbench.stages import distributed
+from affbench.task_contract import set_thresholds
 
 PREDICT_SPLITS = ("train", "validation", "test")
 
@@ -74,12 +75,6 @@ def _batches(windows: Iterable[dict[str, Any]], batch_size: int) -> Iterable[lis
         yield batch
 
 
-def _autocast(device: torch.device, amp: str):
-    if device.type == "cuda" and amp in ("bf16", "fp16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
-    return torch.autocast(device.type, enabled=False)
-
-
 @torch.no_grad()
 def run_windows(model: torch.nn.Module, windows: Iterable[dict[str, Any]], *, device: torch.device,
                 batch_size: int = 64, amp: str = "none", rank: int = 0, world_size: int = 1,
@@ -101,7 +96,7 @@ def run_windows(model: torch.nn.Module, windows: Iterable[dict[str, Any]], *, de
                 continue
             feats = torch.from_numpy(np.stack([w["features"] for w in batch]))
             mask = torch.from_numpy(np.stack([w["mask"] for w in batch]))
-            with _autocast(device, amp):
+            with autocast(device, amp):
                 out = model(feats.to(device, non_blocking=True).float(), mask.to(device, non_blocking=True))
             out = out.float().cpu().numpy()
             for i, w in enumerate(batch):
@@ -109,7 +104,7 @@ def run_windows(model: torch.nn.Module, windows: Iterable[dict[str, Any]], *, de
     finally:
         bar.close()
         model.train(was_training)
-    gathered = [item for part in D.all_gather_objects(mine) for item in part]
+    gathered = [item for part in distributed.all_gather_objects(mine) for item in part]
     # A fixed merge order makes the float sums independent of how windows were spread over ranks.
     gathered.sort(key=lambda item: (item[0], item[1]))
     merger = VideoPredictionMerger()
@@ -199,19 +194,6 @@ def tune_thresholds(task: Any, outputs: VideoOutputs, *, smoothing: int | None =
                          [outputs.valid[v] for v in videos], smoothing)
 
 
-def set_thresholds(task: Any, thresholds: Sequence[float] | None) -> None:
-    """Install a tuned post-processing state on the task (ignored for tasks without one)."""
-    if thresholds is None or not hasattr(task, "thresholds"):
-        return
-    current = task.thresholds
-    value = torch.as_tensor(np.asarray(thresholds, np.float32))
-    if isinstance(current, torch.Tensor):
-        with torch.no_grad():
-            current.copy_(value.to(current.device))
-    else:
-        task.thresholds = value
-
-
 def score(task: Any, outputs: VideoOutputs, *, smoothing: int | None = None,
           thresholds: Sequence[float] | None = None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """(metrics over all valid frames of the split at once, submission values per video)."""
@@ -260,7 +242,6 @@ def write_run_predictions(task: Any, outputs: VideoOutputs, values: Mapping[str,
             for sub, t, o, v in per_task(task, outputs, values)]
 
 
-
 def write_predictions_csv(task: Any, outputs: VideoOutputs, values: Mapping[str, np.ndarray],
                           path: str | Path) -> Path:
     """Per-frame predictions: video, frame, face, prediction column(s), probabilities (EXPR, AU), and the label
@@ -273,8 +254,7 @@ def write_predictions_csv(task: Any, outputs: VideoOutputs, values: Mapping[str,
     path.parent.mkdir(parents=True, exist_ok=True)
     pred_cols = contract.prediction_columns(task)
     probs_header = contract.probability_columns(task)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
+    with open_atomic(path) as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["video", "frame", "face", *pred_cols, *probs_header, "valid",
                          *(f"true_{c}" for c in pred_cols)])
@@ -291,7 +271,6 @@ def write_predictions_csv(task: Any, outputs: VideoOutputs, values: Mapping[str,
                 row += [int(valid[i]) if valid is not None else ""]
                 row += [contract.format_value(task, x) for x in labels[i]] if labels is not None else [""] * len(pred_cols)
                 writer.writerow(row)
-    os.replace(tmp, path)
     return path
 
 
@@ -310,8 +289,7 @@ def write_submission(task: Any, values: Mapping[str, np.ndarray], path: str | Pa
     if order is None:
         order = [f"{v}/{i:05d}.jpg" for v in sorted(values) for i in range(1, values[v].shape[0] + 1)]
     filled = 0
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as handle:
+    with open_atomic(path) as handle:
         handle.write(",".join(["image_location", *columns]) + "\n")
         for i, location in enumerate(order):
             video, frame = parse_location(location, path, None)
@@ -325,7 +303,6 @@ def write_submission(task: Any, values: Mapping[str, np.ndarray], path: str | Pa
                 index = min(max(index, 0), vals.shape[0] - 1)
                 filled += 1
             handle.write(",".join([location, *(contract.format_value(task, x) for x in vals[index])]) + "\n")
-    os.replace(tmp, path)
     return {"rows": len(order), "filled": filled}
 
 
@@ -334,10 +311,10 @@ def write_submission(task: Any, values: Mapping[str, np.ndarray], path: str | Pa
 
 def load_trained(checkpoint: str | Path, config: Any = None, *, device: str | torch.device | None = None):
     """(config, model, checkpoint dict) from a ``best.pt``/``last.pt`` (config from the checkpoint if not given)."""
-    from affbench.train.checkpoints import CheckpointError, load_checkpoint
-    from affbench.train.config import as_config
-    from affbench.train.run_checkpoints import checkpoint_config
-    from affbench.train.trainer import build_model
+    from affbench.core.config import as_config
+    from affbench.stages.checkpoints import CheckpointError, load_checkpoint
+    from affbench.stages.pipeline import build_model
+    from affbench.stages.run_checkpoints import checkpoint_config
 
     ckpt = load_checkpoint(checkpoint)
     if config is None:
@@ -364,11 +341,11 @@ def _split_outputs(config: Any, model: torch.nn.Module, *, fold: int | None, spl
                    quiet: bool) -> VideoOutputs:
     if split not in ("train", "validation"):
         raise ValueError(f"split must be 'train' or 'validation', got {split!r}")
-    from affbench.train.trainer import open_window_shards, window_data
+    from affbench.stages.pipeline import open_window_shards, window_data
 
     data = window_data(config, fold=fold, quiet=quiet, data=data)
     shards = open_window_shards(config, data, split)
-    info = D.init_distributed()
+    info = distributed.init_distributed()
     return run_windows(model, shards.iter_windows(), device=next(model.parameters()).device,
                        batch_size=config["eval"]["batch_size"], amp=config["train"]["amp"], rank=info.rank,
                        world_size=info.world_size, quiet=quiet, total=len(shards))
@@ -392,17 +369,17 @@ def _test_outputs(config: Any, model: torch.nn.Module, *, fold: int | None, orde
     """Model outputs on the unlabelled videos `order` lists: features by the run's own backbone (stage 2, same
     cache; fine-tuned on the run's fold), whole videos through windows merged per frame."""
     from affbench.data.affwild2_layout import unlabelled_records
-    from affbench.data.window_shards import WindowShards
-    from affbench.train.extract import build_window_shards, extract_features
-    from affbench.train.stage_inputs import load_stage_inputs
-    from affbench.train.trainer import expected_provenance
+    from affbench.data.window_shards import WindowShards, build_window_shards
+    from affbench.stages.extract import extract_features
+    from affbench.stages.pipeline import expected_provenance
+    from affbench.stages.stage_inputs import load_stage_inputs
 
     inputs = load_stage_inputs(config, fold)
     records = unlabelled_records(order.frames_per_video(), inputs.dataset.image_root, int(model.task.label_dim))
     features = extract_features(config, fold=fold, quiet=quiet, inputs=inputs, records=records)
     directory, _ = build_window_shards(config, inputs, features, "test", records=records, quiet=quiet)
     shards = WindowShards(directory, expect=expected_provenance(config))
-    info = D.init_distributed()
+    info = distributed.init_distributed()
     return run_windows(model, shards.iter_windows(), device=next(model.parameters()).device,
                        batch_size=config["eval"]["batch_size"], amp=config["train"]["amp"], rank=info.rank,
                        world_size=info.world_size, quiet=quiet, total=len(shards))
@@ -432,7 +409,7 @@ def predict(checkpoint: str | Path, out_dir: str | Path, *, config: Any = None, 
     values = {v: frame_values(model.task, outputs.outputs[v], smoothing=window) for v in outputs.videos}
     out_dir = Path(out_dir)
     result: dict[str, Any] = {"checkpoint": str(checkpoint), "split": split, "fold": fold, "smoothing": window}
-    if D.init_distributed().is_main:
+    if distributed.init_distributed().is_main:
         written = {sub: _write_task_files(task, task_outputs, task_values, out_dir / sub, split, order)
                    for sub, task, task_outputs, task_values in per_task(model.task, outputs, values)}
         # A multi-task model writes each task's files in its own folder: the result lists them per task.

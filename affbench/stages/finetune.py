@@ -30,13 +30,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from affbench.train import distributed as D
-from affbench.train import feature_cache as cache
-from affbench.train.frame_batches import batch_to_input, frame_batches
-from affbench.train.multitask_labels import MultiTaskLabels
-from affbench.train.stage_inputs import (
+from affbench.output import write_bytes_atomic, write_manifest
+from affbench.stages import distributed
+from affbench.stages import feature_cache as cache
+from affbench.stages.frame_batches import batch_to_input, frame_batches
+from affbench.stages.multitask_labels import MultiTaskLabels
+from affbench.stages.stage_inputs import (
     StageInputs,
-    component_spec,
     ensure_frame_shards,
     load_stage_inputs,
     select_frames,
@@ -67,7 +67,6 @@ def build_backbone(spec: Mapping[str, Any]) -> nn.Module:
     """The backbone of a {name, options} spec, checked against the backbone contract."""
     import affbench
 
-    spec = component_spec(spec)
     backbone = affbench.create("backbone", spec["name"], **spec["options"])
     for attr in ("out_dim", "preprocess", "weights_id"):
         if not hasattr(backbone, attr):
@@ -79,7 +78,7 @@ def build_backbone(spec: Mapping[str, Any]) -> nn.Module:
 def finetune_task_specs(config: Mapping[str, Any]) -> list[dict]:
     """The tasks stage 1 learns from: ``finetune.tasks``, or the row's own task when that is null."""
     tasks = config["finetune"].get("tasks")
-    return [component_spec(t) for t in tasks] if tasks else [component_spec(config["task"])]
+    return list(tasks) if tasks else [config["task"]]
 
 
 @dataclasses.dataclass
@@ -127,7 +126,7 @@ def finetune_key(config: Mapping[str, Any], inputs: StageInputs, frames: Finetun
     It names the tasks learnt and the training videos, not the row's task: rows of every task that ask for the
     same fine-tune share one.
     """
-    spec = component_spec(config["backbone"])
+    spec = config["backbone"]
     options = {k: v for k, v in config["finetune"].items() if k not in ("enabled", "workers", "tasks")}
     return cache.stage_key(
         "finetune",
@@ -191,6 +190,16 @@ def backbone_threads() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def compiled(module: nn.Module, config: Mapping[str, Any]) -> nn.Module:
+    """`module` through torch.compile when the config's `compile` is true, else `module` itself.
+
+    The compiled module shares `module`'s parameters: weights are saved and loaded through `module` as before.
+    """
+    if not config.get("compile"):
+        return module
+    return torch.compile(module)
+
+
 def load_finetuned(backbone: nn.Module, weights_path: str | Path) -> nn.Module:
     """Load fine-tuned weights (a safetensors state dict) into `backbone`; every key must match."""
     from safetensors.torch import load_file
@@ -205,23 +214,25 @@ def finetuned_weights_id(weights_path: str | Path) -> str:
     return "sha256:" + cache.file_sha256(weights_path)
 
 
-def finetune(config: Mapping[str, Any], *, fold: int | None, quiet: bool = False,
-             inputs: StageInputs | None = None) -> FinetuneResult:
-    """Fine-tune the config's backbone on `fold`'s training frames, or reuse the cached result."""
-    from affbench.train.checkpoints import (
-        capture_rng_state,
-        load_checkpoint,
-        model_state,
-        restore_rng_state,
-        save_checkpoint,
-    )
+def seeded_backbone(config: Mapping[str, Any]) -> nn.Module:
+    """The config's backbone as built, torch seeded with ``finetune.seed`` first: every layer the factory
+    initialises at random (and the new head drawn after it) is the same in every run that fine-tunes it."""
+    torch.manual_seed(int(config["finetune"]["seed"]))
+    return build_backbone(config["backbone"])
 
+
+def finetune(config: Mapping[str, Any], *, fold: int | None, quiet: bool = False,
+             inputs: StageInputs | None = None, backbone: nn.Module | None = None) -> FinetuneResult:
+    """Fine-tune the config's backbone on `fold`'s training frames, or reuse the cached result.
+
+    `backbone` is the one the caller goes on with (built by `seeded_backbone`, so that it is built once per
+    extraction); it is trained in place. Without it one is built here.
+    """
     if config.get("backbone") is None:
         raise ValueError("finetune: config key backbone is null; stage 1 needs an image backbone")
     inputs = inputs or load_stage_inputs(config, fold)
-    ft = config["finetune"]
-    torch.manual_seed(int(ft["seed"]))
-    backbone = build_backbone(config["backbone"])
+    if backbone is None:
+        backbone = seeded_backbone(config)
     frames = finetune_frames(config, inputs)
     key = finetune_key(config, inputs, frames, backbone)
     directory = cache.stage_dir("finetune", key)
@@ -229,84 +240,112 @@ def finetune(config: Mapping[str, Any], *, fold: int | None, quiet: bool = False
     manifest = cache.read_manifest(directory)
     if manifest is not None and weights_path.is_file():
         return FinetuneResult(directory, weights_path, manifest["weights_id"], manifest, reused=True)
-
-    specs = finetune_task_specs(config)
-    tasks_label = "+".join(s["name"] for s in specs)
-    records, n_frames, task = frames.records, frames.n_frames, frames.labels
-    with D.main_first():  # rank 0 writes the frame shards, the other ranks then find them
-        shards_dir = ensure_frame_shards(
-            records, inputs.dataset, task=tasks_label, provenance=inputs.dataset_provenance,
-            selection={"stage": "finetune", "fold": frames.fold, "max_frames": ft["max_frames"],
-                       "seed": int(ft["seed"]), "labels": task.describe()},
-            stamps=inputs.stamps_digest(records), quiet=quiet,
-        )
-    info = D.init_distributed(config["device"])  # one process, or this rank of torchrun's group
-    device = info.device
-    rank_batch = rank_batch_size(config, info.world_size)
-    head = _new_head(int(backbone.out_dim), int(task.out_dim))
-    model = BackboneWithHead({"backbone": backbone, "head": head}).to(device)
-    trained = _data_parallel(model, device)
-    task = task.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=float(ft["lr"]), weight_decay=float(ft["weight_decay"]))
-
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    checkpoint_path = directory / EPOCH_CHECKPOINT
-    if checkpoint_path.is_file():
-        state = load_checkpoint(checkpoint_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        restore_rng_state(state["rng"])
-        start_epoch = int(state["epoch"])
-        history = [dict(h) for h in state.get("history", [])]
-        if not quiet:
-            log.info("finetune: resuming %s after epoch %d", directory, start_epoch)
-
-    started = time.perf_counter()
-    for epoch in range(start_epoch, int(ft["epochs"])):
-        batches = frame_batches(shards_dir, batch_size=rank_batch, workers=int(ft["workers"]),
-                                shuffle_seed=int(ft["seed"]), epoch=epoch, pin_memory=device.type == "cuda",
-                                rank=info.rank, world_size=info.world_size)
-        with backbone_threads():
-            loss_sum, seen = _train_epoch(trained, task, optimizer, batches, backbone.preprocess, device, n_frames,
-                                          freeze_batchnorm=ft["batchnorm"] == "frozen",
-                                          desc=f"finetune {tasks_label} fold {inputs.fold} epoch {epoch + 1}",
-                                          quiet=quiet)
-        history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "frames": seen,
-                        "seconds": round(time.perf_counter() - started, 3)})
-        if info.is_main:
-            save_checkpoint({"model": model_state(model), "optimizer": optimizer.state_dict(),
-                             "rng": capture_rng_state(), "epoch": epoch + 1, "history": history}, checkpoint_path)
-
-    if not info.is_main:  # rank 0 writes the weights and the manifest; the others return what it wrote
-        D.barrier()
-        manifest = D.broadcast_object(None)
+    run = _FinetuneRun(config, inputs, frames, backbone, directory, quiet=quiet)
+    history = run.train()
+    if not run.info.is_main:  # rank 0 writes the weights and the manifest; the others return what it wrote
+        distributed.barrier()
+        manifest = distributed.broadcast_object(None)
         return FinetuneResult(directory, weights_path, manifest["weights_id"], manifest, reused=False)
-    _save_weights(model["backbone"], weights_path)
-    weights_id = finetuned_weights_id(weights_path)
-    manifest = {
-        "stage": "finetune",
-        "key": key,
-        "weights_file": WEIGHTS_FILE,
-        "weights_id": weights_id,
-        "base": cache.backbone_identity(component_spec(config["backbone"]), backbone.weights_id,
-                                        backbone.preprocess),
-        "tasks": specs,
-        "labels": task.describe(),
-        "fold": frames.fold,
-        "dataset": inputs.dataset_provenance,
-        "options": dict(ft),
-        "frames_per_epoch": n_frames,
-        "history": history,
-        "seconds": round(time.perf_counter() - started, 3),
-        "device": str(device),
-        "world_size": info.world_size,
-    }
-    cache.write_manifest(directory, manifest)
-    checkpoint_path.unlink(missing_ok=True)
-    D.barrier()
-    D.broadcast_object(manifest)
-    return FinetuneResult(directory, weights_path, weights_id, manifest, reused=False)
+    manifest = run.save(key, weights_path, history)
+    distributed.barrier()
+    distributed.broadcast_object(manifest)
+    return FinetuneResult(directory, weights_path, manifest["weights_id"], manifest, reused=False)
+
+
+class _FinetuneRun:
+    """One fine-tune that its cache entry does not hold yet: frame shards, model and optimizer set up, epochs
+    trained (resumed after the last finished one), weights and manifest saved."""
+
+    def __init__(self, config: Mapping[str, Any], inputs: StageInputs, frames: FinetuneFrames, backbone: nn.Module,
+                 directory: Path, *, quiet: bool) -> None:
+        self.config, self.inputs, self.frames, self.backbone = config, inputs, frames, backbone
+        self.directory, self.quiet = directory, quiet
+        self.options = options = config["finetune"]
+        self.specs = finetune_task_specs(config)
+        self.tasks_label = "+".join(s["name"] for s in self.specs)
+        with distributed.main_first():  # rank 0 writes the frame shards, the other ranks then find them
+            self.shards_dir = ensure_frame_shards(
+                frames.records, inputs.dataset, task=self.tasks_label, provenance=inputs.dataset_provenance,
+                selection={"stage": "finetune", "fold": frames.fold, "max_frames": options["max_frames"],
+                           "seed": int(options["seed"]), "labels": frames.labels.describe()},
+                stamps=inputs.stamps_digest(frames.records), preprocess=backbone.preprocess, quiet=quiet,
+            )
+        self.info = distributed.init_distributed(config["device"])  # one process, or this rank of torchrun's group
+        self.device = self.info.device
+        head = _new_head(int(backbone.out_dim), int(frames.labels.out_dim))
+        self.model = BackboneWithHead({"backbone": backbone, "head": head}).to(self.device)
+        self.trained = _data_parallel(self.model, self.device)
+        self.forward = compiled(self.trained, config)
+        self.task = frames.labels.to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=float(options["lr"]),
+                                           weight_decay=float(options["weight_decay"]))
+        self.checkpoint_path = directory / EPOCH_CHECKPOINT
+
+    def _resume(self) -> tuple[int, list[dict[str, Any]]]:
+        """(epochs already done, their history) from the epoch checkpoint a killed run left, else (0, [])."""
+        from affbench.stages.checkpoints import load_checkpoint, restore_rng_state
+
+        if not self.checkpoint_path.is_file():
+            return 0, []
+        state = load_checkpoint(self.checkpoint_path)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        restore_rng_state(state["rng"])
+        if not self.quiet:
+            log.info("finetune: resuming %s after epoch %d", self.directory, int(state["epoch"]))
+        return int(state["epoch"]), [dict(h) for h in state.get("history", [])]
+
+    def train(self) -> list[dict[str, Any]]:
+        """Train the remaining epochs, checkpointing after each; the per-epoch history."""
+        from affbench.stages.checkpoints import capture_rng_state, model_state, save_checkpoint
+
+        options, info, device = self.options, self.info, self.device
+        start_epoch, history = self._resume()
+        self.started = time.perf_counter()
+        rank_batch = rank_batch_size(self.config, info.world_size)
+        for epoch in range(start_epoch, int(options["epochs"])):
+            batches = frame_batches(self.shards_dir, batch_size=rank_batch, workers=int(options["workers"]),
+                                    shuffle_seed=int(options["seed"]), epoch=epoch, device=device,
+                                    rank=info.rank, world_size=info.world_size)
+            with backbone_threads():
+                loss_sum, seen = _train_epoch(self.trained, self.forward, self.task, self.optimizer, batches,
+                                              self.backbone.preprocess, device, self.frames.n_frames,
+                                              freeze_batchnorm=options["batchnorm"] == "frozen",
+                                              desc=f"finetune {self.tasks_label} fold {self.inputs.fold} "
+                                                   f"epoch {epoch + 1}", quiet=self.quiet)
+            history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "frames": seen,
+                            "seconds": round(time.perf_counter() - self.started, 3)})
+            if info.is_main:
+                save_checkpoint({"model": model_state(self.model), "optimizer": self.optimizer.state_dict(),
+                                 "rng": capture_rng_state(), "epoch": epoch + 1, "history": history},
+                                self.checkpoint_path)
+        return history
+
+    def save(self, key: str, weights_path: Path, history: list[dict[str, Any]]) -> dict:
+        """Write the trained backbone's weights and then the manifest that marks the entry complete."""
+        _save_weights(self.model["backbone"], weights_path)
+        backbone, inputs = self.backbone, self.inputs
+        manifest = {
+            "stage": "finetune",
+            "key": key,
+            "weights_file": WEIGHTS_FILE,
+            "weights_id": finetuned_weights_id(weights_path),
+            "base": cache.backbone_identity(self.config["backbone"], backbone.weights_id, backbone.preprocess),
+            "tasks": self.specs,
+            "labels": self.task.describe(),
+            "fold": self.frames.fold,
+            "dataset": inputs.dataset_provenance,
+            "options": dict(self.options),
+            "frames_per_epoch": self.frames.n_frames,
+            "history": history,
+            "seconds": round(time.perf_counter() - self.started, 3),
+            "device": str(self.device),
+            "compile": bool(self.config.get("compile")),
+            "world_size": self.info.world_size,
+        }
+        write_manifest(self.directory, manifest)
+        self.checkpoint_path.unlink(missing_ok=True)
+        return manifest
 
 
 class BackboneWithHead(nn.ModuleDict):
@@ -329,7 +368,7 @@ def rank_batch_size(config: Mapping[str, Any], world_size: int) -> int:
 
 def _data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
     """`model` wrapped in DistributedDataParallel under torchrun, else `model` itself."""
-    if not D.is_distributed():
+    if not distributed.is_distributed():
         return model
     return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
@@ -354,9 +393,9 @@ def set_train_mode(model: nn.Module, *, freeze_batchnorm: bool) -> None:
                 module.eval()
 
 
-def _train_epoch(model: nn.ModuleDict, task: MultiTaskLabels, optimizer: torch.optim.Optimizer, batches: Any,
-                 preprocess: Any, device: torch.device, n_frames: int, *, freeze_batchnorm: bool, desc: str,
-                 quiet: bool) -> tuple[float, int]:
+def _train_epoch(model: nn.Module, forward: Any, task: MultiTaskLabels, optimizer: torch.optim.Optimizer,
+                 batches: Any, preprocess: Any, device: torch.device, n_frames: int, *, freeze_batchnorm: bool,
+                 desc: str, quiet: bool) -> tuple[float, int]:
     set_train_mode(model, freeze_batchnorm=freeze_batchnorm)
     amp = device.type == "cuda"
     loss_sum, seen = 0.0, 0
@@ -365,15 +404,15 @@ def _train_epoch(model: nn.ModuleDict, task: MultiTaskLabels, optimizer: torch.o
         while True:
             batch = next(batches, None)
             # Every rank takes the same number of steps (the smallest rank's): none waits on a step alone.
-            if not D.all_ranks_have(batch is not None, device):
+            if not distributed.all_ranks_have(batch is not None, device):
                 break
             images = batch_to_input(batch["image"], preprocess, device)
             labels = batch["labels"].to(device, non_blocking=True)
             valid = batch["valid"].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                pred = model(images)
+                pred = forward(images)  # `model` itself, or its torch.compile'd callable
             # The loss of the global batch (1 - CCC is a statistic of the whole batch, not a mean over frames).
-            pred, labels, valid = D.gather_batch(pred.float(), labels, valid)
+            pred, labels, valid = distributed.gather_batch(pred.float(), labels, valid)
             loss = task.loss(pred, labels, valid)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -390,4 +429,4 @@ def _save_weights(backbone: nn.Module, path: Path) -> None:
     from safetensors.torch import save
 
     state = {k: v.detach().cpu().contiguous().clone() for k, v in backbone.state_dict().items()}
-    cache.atomic_write_bytes(path, save(state))
+    write_bytes_atomic(path, save(state))

@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 
 from affbench import task_contract as contract
+from affbench.core.config import ConfigError
 from affbench.data.folds import FoldError, hold_out_sources
 from affbench.data.image_stamps import record_stamps, stamps_digest
 from affbench.data.record_checks import check_labels, faceless_videos
 from affbench.data.records import VideoRecord
-from affbench.train import feature_cache as cache
-from affbench.train.config import ConfigError
+from affbench.output import to_jsonable
+from affbench.stages import feature_cache as cache
 
 # Small enough that a few DataLoader workers each get a shard on small sets; ~50 MB on Aff-Wild2.
 MAX_FRAMES_PER_SHARD = 10000
@@ -84,23 +85,15 @@ class StageInputs:
         return sorted([*self.train, *self.validation], key=lambda r: r.video)
 
 
-def component_spec(value: Any) -> dict:
-    """A config component (name or {name, options}) as {name, options}."""
-    if isinstance(value, str):
-        return {"name": value, "options": {}}
-    return {"name": value["name"], "options": dict(value.get("options") or {})}
-
-
 def task_name(config: Mapping[str, Any]) -> str:
     """The config's task name."""
-    return component_spec(config["task"])["name"]
+    return config["task"]["name"]
 
 
 def open_dataset(spec: Mapping[str, Any]) -> Any:
     """The dataset plugin object for a {name, options} spec, built once per process and spec."""
     import affbench
 
-    spec = component_spec(spec)
     key = cache.stable_hash(spec)
     with _datasets_lock:
         if key not in _datasets:
@@ -110,7 +103,7 @@ def open_dataset(spec: Mapping[str, Any]) -> Any:
 
 def dataset_provenance(dataset: Any) -> dict:
     """The dataset's provenance (for every task), as plain JSON values."""
-    return cache._jsonable(dataset.provenance())
+    return to_jsonable(dataset.provenance(), other=str)
 
 
 def dataset_annotation_set(dataset: Any, dataset_name: str, task: Any) -> str:
@@ -133,14 +126,14 @@ def load_stage_inputs(config: Mapping[str, Any], fold: int | None, *, task: str 
     `affbench.data.folds.task_folds`): a task that derives its labels from a set gets that set's folds.
     """
     from affbench.data.folds import split_records, task_folds
-    from affbench.multitask import joined_tasks, merged_stage_inputs
+    from affbench.multitask import joined_tasks
 
     if task is None and (parts := joined_tasks(config)) is not None:  # a multi-task model reads every part's
         return merged_stage_inputs(config, fold, parts)
     data = config["data"]
     dataset = open_dataset(data["dataset"])
     task = task or task_name(config)
-    dataset_name = component_spec(data["dataset"])["name"]
+    dataset_name = data["dataset"]["name"]
     reads = contract.task_named(task)
     annotation_set = dataset_annotation_set(dataset, dataset_name, reads)
     official_train = list(dataset.videos(annotation_set, "train"))
@@ -164,6 +157,31 @@ def load_stage_inputs(config: Mapping[str, Any], fold: int | None, *, task: str 
     info["train"] = [r.video for r in train]
     info["validation"] = [r.video for r in validation]
     return StageInputs(dataset, dataset_provenance(dataset), task, fold, train, validation, info)
+
+
+def merged_stage_inputs(config: Mapping[str, Any], fold: int | None, specs: Sequence[Mapping[str, Any]]) -> StageInputs:
+    """One StageInputs for a multi-task model: per split, every part's records of it merged per video.
+
+    Train is the union of the parts' training videos, validation the union of their validation videos; a part's
+    labels of a video are merged into a split only where that part puts the video on that side, so each part
+    is scored on exactly its own validation frames. K-fold splits are shared by the tasks, so a video lies on
+    one side for all; on an official split a video can train one part and validate another. Under
+    ``train.select: inner`` the selection slice is the union of the parts' slices (see
+    selection_spec), which stage 1 never trains on.
+    """
+    from affbench.multitask import NAME, MultiTask
+
+    per_part = [load_stage_inputs(config, fold, task=s["name"]) for s in specs]
+    layout = MultiTask([dict(s) for s in specs]).layout
+    train = layout.merge([{r.video: r for r in p.train} for p in per_part])
+    validation = layout.merge([{r.video: r for r in p.validation} for p in per_part])
+    info = {k: v for k, v in per_part[0].fold_info.items() if k not in ("train", "validation",
+                                                                           "videos_without_images")}
+    info["videos_without_images"] = sorted({v for p in per_part for v in p.fold_info["videos_without_images"]})
+    info["train"] = [r.video for r in train]
+    info["validation"] = [r.video for r in validation]
+    first = per_part[0]
+    return StageInputs(first.dataset, first.dataset_provenance, NAME, fold, train, validation, info, parts=per_part)
 
 
 def select_frames(record: VideoRecord, keep: np.ndarray) -> VideoRecord:
@@ -195,15 +213,22 @@ def ensure_frame_shards(
     provenance: Mapping[str, Any],
     selection: Mapping[str, Any],
     stamps: str,
+    preprocess: Any,
     quiet: bool = False,
 ) -> Path:
-    """The frame-shard set of `records` (cached by dataset provenance, task, videos, `selection` and the
-    images' `stamps` digest, so a replaced image gives a new set)."""
-    from affbench.data.frame_shards import write_frame_shards
+    """The frame-shard set of `records` for a backbone with input `preprocess` (cached by dataset provenance,
+    task, videos, `selection` and the images' `stamps` digest, so a replaced image gives a new set).
+
+    A small backbone's set keeps decoded crops at its input size (``frame_shards.decoded_crops``): their size and
+    resize mode join the key. Sets of JPEG bytes serve every larger backbone, and their keys stay what they were.
+    """
+    from affbench.data.frame_shards import crops_description, decoded_crops, write_frame_shards
 
     images = [(r.video, tuple(r.images)) for r in records]
+    crops = decoded_crops(preprocess)
+    stored = {} if crops is None else {"crops": crops_description(crops)}
     key = cache.stage_key("frames", dataset=provenance, task=task, selection=selection,
-                          images=cache.stable_hash(images, length=64), stamps=stamps)
+                          images=cache.stable_hash(images, length=64), stamps=stamps, **stored)
     directory = cache.stage_dir("frames", key)
     if cache.read_manifest(directory) is None:
         n_images = sum(int(r.has_image.sum()) for r in records)
@@ -211,7 +236,7 @@ def ensure_frame_shards(
             raise ValueError(f"task '{task}': the selected videos hold no face image to write as frame shards")
         write_frame_shards(records, dataset.image_root, directory, task=task, dataset_provenance=provenance,
                            maxcount=frames_maxcount(n_images), quiet=quiet,
-                           desc=frame_shards_label(task, selection))
+                           desc=frame_shards_label(task, selection), crops=crops)
     return directory
 
 

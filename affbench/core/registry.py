@@ -14,7 +14,7 @@ import inspect
 import os
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -273,25 +273,41 @@ def name_culprit(exc: BaseException, label: str) -> None:
         exc.add_note(f"raised by {label}")
 
 
+def unknown_option(component: Component, options: Iterable[str], *, set_by_caller: Iterable[str] = ()
+                   ) -> str | None:
+    """The first of `options` the component's factory cannot take, as the end of a message (``has no option 'x';
+    accepted options: ...``, with a "did you mean"); None when it takes them all, or any (``**options``, or a
+    factory without a signature, which is left to speak for itself). `set_by_caller` are parameters the
+    caller fills in (a temporal block's ``in_dim``), never accepted from a user."""
+    try:
+        params = inspect.signature(component.factory).parameters
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    hidden = set(set_by_caller)
+    accepted = [n for n, p in params.items() if n != "self" and n not in hidden and p.kind in
+                (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    for option in options:
+        if option not in accepted:
+            hint = closest_match(option, accepted)
+            return (f"has no option '{option}'; accepted options: {', '.join(accepted) or '(none)'}"
+                    + (f". Did you mean '{hint}'?" if hint else ""))
+    return None
+
+
 def check_options(component: Component, options: dict[str, Any]) -> None:
     """Raise ComponentOptionError naming the component and the option when the factory cannot take `options`."""
+    label = f"{component.kind} '{component.name}' (plugin '{component.plugin}')"
+    problem = unknown_option(component, options)
+    if problem is not None:
+        raise ComponentOptionError(f"{label} {problem}")
     try:
-        sig = inspect.signature(component.factory)
+        params = inspect.signature(component.factory).parameters
     except (TypeError, ValueError):  # builtins without a signature: let the call speak for itself
         return
-    params = sig.parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    accepted = [
-        n for n, p in params.items()
-        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY) and n != "self"
-    ]
-    label = f"{component.kind} '{component.name}' (plugin '{component.plugin}')"
-    if not takes_any:
-        for option in options:
-            if option not in accepted:
-                hint = closest_match(option, accepted)
-                msg = f"{label} has no option '{option}'; accepted options: {', '.join(accepted) or '(none)'}"
-                raise ComponentOptionError(msg + (f". Did you mean '{hint}'?" if hint else ""))
+    accepted = [n for n, p in params.items()
+                if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY) and n != "self"]
     missing = [
         n for n in accepted
         if params[n].default is inspect.Parameter.empty and n not in options

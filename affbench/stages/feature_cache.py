@@ -13,12 +13,10 @@ the VA, EXPR and AU window shards of one backbone are all cut from one extractio
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import logging
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -26,31 +24,17 @@ from typing import Any
 import numpy as np
 
 from affbench.home import cache_root
+from affbench.output import MANIFEST, read_json_object, to_jsonable, write_bytes_atomic
 
 # Bumped when the bytes a stage writes change meaning, so old cache entries are never read as new ones.
 FORMAT_VERSIONS = {"frames": 1, "finetune": 1, "features": 2, "windows": 1}
-MANIFEST = "manifest.json"
 
 log = logging.getLogger("affbench.cache")
 
 
-def _jsonable(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return _jsonable(dataclasses.asdict(obj))
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
-
-
 def stable_hash(obj: Any, length: int = 16) -> str:
     """Hex digest of the canonical JSON of `obj` (dict order, tuples vs lists and Paths do not matter)."""
-    text = json.dumps(_jsonable(obj), sort_keys=True, separators=(",", ":"), default=str)
+    text = json.dumps(to_jsonable(obj, other=str), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
 
 
@@ -76,12 +60,20 @@ def stage_dir(stage: str, key: str) -> Path:
 
 
 def backbone_identity(backbone_spec: dict, weights_id: str, preprocess: Any) -> dict:
-    """What makes two backbones produce the same features: name, options, weights, input preprocessing."""
+    """What makes two backbones produce the same features: name, options, weights, input preprocessing.
+
+    A small backbone sees its images rounded to uint8 crops at its input size (``frame_shards.decoded_crops``),
+    which "input" names; identities of larger backbones stay what they were.
+    """
+    from affbench.data.frame_shards import decoded_crops
+
+    rounded = {} if decoded_crops(preprocess) is None else {"input": "uint8 crops at input size"}
     return {
         "name": backbone_spec["name"],
-        "options": _jsonable(backbone_spec.get("options") or {}),
+        "options": to_jsonable(backbone_spec.get("options") or {}, other=str),
         "weights_id": str(weights_id),
-        "preprocess": _jsonable(preprocess),
+        "preprocess": to_jsonable(preprocess, other=str),
+        **rounded,
     }
 
 
@@ -97,39 +89,15 @@ def read_manifest(directory: str | Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        with open(path, encoding="utf-8") as fh:
-            manifest = json.load(fh)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        log.warning("cache manifest %s is unreadable (%s); rebuilding that entry", path, exc)
-        return None
-    if not isinstance(manifest, dict):
-        log.warning("cache manifest %s is not a JSON object; rebuilding that entry", path)
+        manifest = read_json_object(path)
+    except (OSError, ValueError) as exc:
+        log.warning("cache manifest is unreadable (%s); rebuilding that entry", exc)
         return None
     # The manifest's mtime is when the entry was last used: `affbench cache clear --older-than` keeps what runs
     # still reuse. A read-only cache is still readable.
     with contextlib.suppress(OSError):
         os.utime(path)
     return manifest
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file and a rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_manifest(directory: str | Path, manifest: dict) -> None:
-    """Mark a cache entry complete by writing its manifest last."""
-    text = json.dumps(_jsonable(manifest), indent=2, sort_keys=True)
-    atomic_write_bytes(Path(directory) / MANIFEST, text.encode("utf-8"))
 
 
 def _video_file(directory: Path, video: str) -> Path:
@@ -153,7 +121,7 @@ def save_video_features(directory: str | Path, video: str, images: list[str], fe
     buffer = io.BytesIO()
     np.savez(buffer, features=features, images=np.asarray(images, dtype=str), video=np.asarray(video),
              stamps=stamps)
-    atomic_write_bytes(_video_file(Path(directory), video), buffer.getvalue())
+    write_bytes_atomic(_video_file(Path(directory), video), buffer.getvalue())
 
 
 # What a damaged .npz raises: truncated or zero bytes (BadZipFile, EOFError), a bad member crc32 (BadZipFile),

@@ -23,12 +23,12 @@ class FrameDecoder:
         self.wanted = None if wanted is None else frozenset(wanted)
 
     def __call__(self, members: dict[str, bytes], key: str) -> dict[str, Any] | None:
-        from affbench.data.frame_shards import decode_frame, decode_jpeg
+        from affbench.data.frame_shards import decode_frame, frame_pixels
 
         if self.wanted is not None and key.rsplit("/", 1)[0] not in self.wanted:
             return None
         sample = decode_frame(members, key)
-        sample["image"] = decode_jpeg(sample.pop("jpg"))
+        sample["image"] = frame_pixels(sample)
         return sample
 
 
@@ -48,35 +48,60 @@ def collate_frames(samples: list[dict[str, Any] | None]) -> dict[str, Any]:
 
 
 def frame_batches(shards_dir: str | Path, *, batch_size: int, workers: int, wanted: Collection[str] | None = None,
-                  shuffle_seed: int | None = None, epoch: int = 0, pin_memory: bool = False, rank: int = 0,
+                  shuffle_seed: int | None = None, epoch: int = 0, device: torch.device | None = None, rank: int = 0,
                   world_size: int = 1) -> Iterator[dict[str, Any]]:
     """Non-empty batches of a frame-shard set (decoded in up to `workers` workers), optionally only `wanted` videos.
 
     Under data parallelism each of `world_size` ranks reads its own shards (``shards[rank::world_size]`` of the
     epoch's order): the ranks together read every frame once.
+
+    The loader runs `loader_workers(...)` workers; on a GPU batches go to pinned memory.
     """
-    from affbench.data.frame_shards import REQUIRED, FrameShards
-    from affbench.data.shard_loader import ShardBatchStream, ShardLoader
+    from affbench.data.frame_shards import FrameShards
+    from affbench.data.shard_loader import ShardLoader
 
     shards = FrameShards(shards_dir)
-    stream = ShardBatchStream(shards.shards, decode=FrameDecoder(wanted), required=REQUIRED,
-                              collate=collate_frames, batch_size=batch_size, shuffle_seed=shuffle_seed, epoch=epoch,
-                              shuffle_buffer=max(1024, 4 * batch_size), rank=rank, world_size=world_size)
+    on_gpu = device is not None and device.type == "cuda"
+    workers = loader_workers(workers, crops=bool(shards.manifest.get("crops")), device=device)
+    stream = shards.batch_stream(decode=FrameDecoder(wanted), collate=collate_frames, batch_size=batch_size,
+                                 shuffle_seed=shuffle_seed, epoch=epoch, shuffle_buffer=max(1024, 4 * batch_size),
+                                 rank=rank, world_size=world_size)
     workers = min(int(workers), len(shards.shards) // max(1, world_size))
     if world_size > 1:
         from affbench.data.shard_loader import check_enough_shards
 
         check_enough_shards(len(shards.shards), world_size, workers, where=str(shards_dir))
-    loader = ShardLoader(stream, num_workers=workers, pin_memory=pin_memory)
+    loader = ShardLoader(stream, num_workers=workers, pin_memory=on_gpu)
     for batch in loader:
         if len(batch["video"]):
             yield batch
 
 
-def batch_to_input(images: Any, preprocess: Any, device: torch.device) -> torch.Tensor:
-    """uint8 pixels of a batch -> the backbone's normalised float input [B,3,S,S] on `device`."""
-    from affbench.model import preprocess_images
+def loader_workers(workers: int, *, crops: bool, device: torch.device | None) -> int:
+    """DataLoader workers that read a frame-shard set: `workers`, or 0 for decoded `crops` read for a CPU backbone.
 
+    With nothing to decode, a worker only adds its start (a fork of this process, every epoch) and the copy of
+    each batch between processes, and takes cores from the backbone, which runs on all of them on a CPU
+    (measured: README, Benchmarks). On a GPU the configured workers keep the device fed.
+    """
+    on_gpu = device is not None and device.type == "cuda"
+    return 0 if crops and not on_gpu else int(workers)
+
+
+def batch_to_input(images: Any, preprocess: Any, device: torch.device) -> torch.Tensor:
+    """uint8 pixels of a batch -> the backbone's normalised float input [B,3,S,S] on `device`.
+
+    For a backbone whose frame shards keep decoded crops (``frame_shards.decoded_crops``), pixels of another size
+    are first made into such crops: an image gives the same feature whichever way it arrives (a frame shard of
+    either form, or a face crop decoded by ``affbench predict --video``).
+    """
+    from affbench.data.frame_shards import decoded_crops
+    from affbench.model import input_pixels, preprocess_images
+
+    size = preprocess.image_size
+    at_size = isinstance(images, np.ndarray) and images.shape[1:3] == (size, size)
+    if decoded_crops(preprocess) is not None and not at_size:
+        images = input_pixels(images, preprocess)
     if isinstance(images, np.ndarray) and not images.flags.writeable:
         images = images.copy()  # torch refuses to wrap read-only memory silently
     return preprocess_images(images, preprocess, device=device)

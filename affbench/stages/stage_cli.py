@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import argparse
 
+from affbench.cli_support import add_quiet_argument
+
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    from affbench.train.cli import _fold
+    from affbench.stages.cli import _fold
 
     parser.add_argument("config", help="config file, or built-in config name (e.g. synthaffect/va/ours)")
     parser.add_argument("--fold", type=_fold, default=None,
                         help="fold K of the K-fold split, or 'official' (default) for the official train/validation")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="override a config key, e.g. --set finetune.epochs=2 (repeatable; values read as YAML)")
-    parser.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+    add_quiet_argument(parser)
     from affbench.devices import add_device_argument
 
     add_device_argument(parser)
@@ -32,18 +34,18 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from affbench.train.cli import device_overrides, parse_overrides
-    from affbench.train.config import find_config, load_config
+    from affbench.core.config import find_config, load_config
+    from affbench.stages.cli import device_overrides, parse_overrides
 
     return load_config(find_config(args.config), {**parse_overrides(args.set), **device_overrides(args)})
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from affbench.train.finetune import finetune
+    from affbench.stages.finetune import finetune
 
     config = _load(args)
     if config.get("backbone") is None:
-        from affbench.train.config import ConfigError
+        from affbench.core.config import ConfigError
 
         raise ConfigError(f"{config.where('backbone')}: backbone: is null; nothing to fine-tune")
     result = finetune(config, fold=args.fold, quiet=bool(getattr(args, "quiet", False)))
@@ -58,7 +60,7 @@ def _finetune(args: argparse.Namespace) -> int:
 
 
 def _extract(args: argparse.Namespace) -> int:
-    from affbench.train.pipeline import prepare_window_shards
+    from affbench.stages.pipeline import prepare_window_shards
 
     data = prepare_window_shards(_load(args), fold=args.fold, quiet=bool(getattr(args, "quiet", False)))
     if not _is_main():
@@ -76,6 +78,6 @@ def _extract(args: argparse.Namespace) -> int:
 
 def _is_main() -> bool:
     """Whether this process prints: the only one, or rank 0 under torchrun."""
-    from affbench.train import distributed as D
+    from affbench.stages import distributed
 
-    return D.rank() == 0
+    return distributed.rank() == 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +26,20 @@ from tqdm.auto import tqdm
 
 from affbench.data.records import VideoRecord
 from affbench.devices import resolve_device
-from affbench.train import distributed as D
-from affbench.train import feature_cache as cache
-from affbench.train.finetune import (
+from affbench.output import write_manifest
+from affbench.stages import distributed
+from affbench.stages import feature_cache as cache
+from affbench.stages.finetune import (
     backbone_threads,
     build_backbone,
+    compiled,
     finetune,
     finetuned_weights_id,
     load_finetuned,
+    seeded_backbone,
 )
-from affbench.train.frame_batches import batch_to_input, frame_batches
-from affbench.train.stage_inputs import StageInputs, component_spec, ensure_frame_shards, load_stage_inputs
+from affbench.stages.frame_batches import batch_to_input, frame_batches
+from affbench.stages.stage_inputs import StageInputs, ensure_frame_shards, load_stage_inputs
 
 IDENTITY_FILE = "identity.json"
 
@@ -58,16 +61,17 @@ def prepare_backbone(config: Mapping[str, Any], inputs: StageInputs, *, quiet: b
     """(backbone, identity, fine-tune manifest): fine-tuned on the fold when finetune.enabled, else as built."""
     if config.get("backbone") is None:
         raise ValueError("extract: config key backbone is null; stage 2 needs an image backbone")
-    spec = component_spec(config["backbone"])
-    backbone = build_backbone(spec)
-    tuned = None
-    weights_id = str(backbone.weights_id)
-    if config["finetune"]["enabled"]:
-        result = finetune(config, fold=inputs.fold, quiet=quiet, inputs=inputs)
-        load_finetuned(backbone, result.weights_path)
-        weights_id = finetuned_weights_id(result.weights_path)
-        tuned = result.manifest
-    return backbone, cache.backbone_identity(spec, weights_id, backbone.preprocess), tuned
+    spec = config["backbone"]
+    if not config["finetune"]["enabled"]:
+        backbone = build_backbone(spec)
+        return backbone, cache.backbone_identity(spec, str(backbone.weights_id), backbone.preprocess), None
+    # One build serves both stages: stage 1 computes its cache key from it and trains it (or finds its weights
+    # cached); the weights it saved are loaded back, so a trained and a reused fine-tune extract alike.
+    backbone = seeded_backbone(config)
+    result = finetune(config, fold=inputs.fold, quiet=quiet, inputs=inputs, backbone=backbone)
+    load_finetuned(backbone, result.weights_path)
+    weights_id = finetuned_weights_id(result.weights_path)
+    return backbone, cache.backbone_identity(spec, weights_id, backbone.preprocess), result.manifest
 
 
 def has_features(directory: Path, record: VideoRecord, stamps: np.ndarray) -> bool:
@@ -105,7 +109,7 @@ def extract_features(config: Mapping[str, Any], *, fold: int | None, quiet: bool
     `records` extracts other videos of the same dataset instead (e.g. the unlabelled test videos) with the same
     backbone, fine-tuned on the same fold, into the same cache.
     """
-    D.init_distributed(config["device"])  # under torchrun the ranks share the videos out
+    distributed.init_distributed(config["device"])  # under torchrun the ranks share the videos out
     inputs = inputs or load_stage_inputs(config, fold)
     backbone, identity, tuned = prepare_backbone(config, inputs, quiet=quiet)
     key = cache.feature_key(inputs.dataset_provenance, identity)
@@ -114,18 +118,18 @@ def extract_features(config: Mapping[str, Any], *, fold: int | None, quiet: bool
     stamps = inputs.stamps_of(records)
     # Under torchrun every rank sees the same cache here (nothing is written before the barrier of main_first).
     missing = [r for r in records if not has_features(directory, r, stamps[r.video])]
-    with D.main_first():
-        if D.rank() == 0 and cache.read_manifest(directory) is None:  # what the per-video files are
-            cache.write_manifest(directory, {"stage": "features", "key": key, "identity": identity,
+    with distributed.main_first():
+        if distributed.rank() == 0 and cache.read_manifest(directory) is None:  # what the per-video files are
+            write_manifest(directory, {"stage": "features", "key": key, "identity": identity,
                                              "dataset": inputs.dataset_provenance,
                                              "feature_dim": int(backbone.out_dim)})
     extracted = 0
     if missing:
         # Each rank extracts its own videos (disjoint, balanced by frames); all have been written after the barrier.
-        mine = D.share_out(missing, weight=lambda r: int(r.has_image.sum()))
+        mine = distributed.share_out(missing, weight=lambda r: int(r.has_image.sum()))
         extracted = extract_videos(config, inputs, backbone, directory, mine, quiet=quiet, shard_records=records)
-        extracted = int(D.all_reduce_sum([extracted], resolve_device(config["device"]))[0])
-        D.barrier()
+        extracted = int(distributed.all_reduce_sum([extracted], resolve_device(config["device"]))[0])
+        distributed.barrier()
     return FeatureSet(directory, key, identity, int(backbone.out_dim), extracted, tuned)
 
 
@@ -137,14 +141,15 @@ def extract_videos(config: Mapping[str, Any], inputs: StageInputs, backbone: nn.
     The frames are read from the frame-shard set of `shard_records` (default: every video of the task, one set
     all folds reuse), which must include the `missing` ones.
     """
-    ex = config["extract"]
+    options = config["extract"]
     device = resolve_device(config["device"])
-    amp = bool(ex["amp"]) and device.type == "cuda"
+    amp = bool(options["amp"]) and device.type == "cuda"
     all_records = inputs.records if shard_records is None else list(shard_records)
-    with D.main_first():  # every rank calls this, even one with no video of its own: rank 0 writes the shards
+    with distributed.main_first():  # every rank calls this, even one with no video of its own: rank 0 writes the shards
         shards_dir = ensure_frame_shards(all_records, inputs.dataset, task=inputs.task,
                                          provenance=inputs.dataset_provenance, selection={"stage": "extract"},
-                                         stamps=inputs.stamps_digest(all_records), quiet=quiet)
+                                         stamps=inputs.stamps_digest(all_records),
+                                         preprocess=backbone.preprocess, quiet=quiet)
     if not missing:
         return 0
     wanted = {r.video: r for r in missing}
@@ -155,10 +160,11 @@ def extract_videos(config: Mapping[str, Any], inputs: StageInputs, backbone: nn.
     backbone = backbone.to(device).eval()
     if device.type == "cuda":
         backbone = backbone.to(memory_format=torch.channels_last)
+    forward = compiled(backbone, config)
     done = 0
     started = time.perf_counter()
-    batches = frame_batches(shards_dir, batch_size=int(ex["batch_size"]), workers=int(ex["workers"]),
-                            wanted=set(wanted), pin_memory=device.type == "cuda")
+    batches = frame_batches(shards_dir, batch_size=int(options["batch_size"]), workers=int(options["workers"]),
+                            wanted=set(wanted), device=device)
     with backbone_threads(), torch.inference_mode(), tqdm(total=total, desc=f"extract {inputs.task}", unit="frame",
                                       disable=quiet, leave=False) as bar:
         for batch in batches:
@@ -166,7 +172,7 @@ def extract_videos(config: Mapping[str, Any], inputs: StageInputs, backbone: nn.
             if device.type == "cuda":
                 images = images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                features = backbone(images)
+                features = forward(images)
             features = features.float().cpu().numpy()
             for video, frame, feature in zip(batch["video"], batch["frame"], features, strict=True):
                 pending[video][int(frame)] = feature
@@ -215,78 +221,3 @@ def video_features(features: FeatureSet, record: VideoRecord, policy: str) -> tu
     else:
         rows = np.zeros((record.n_frames, features.feature_dim), dtype=np.float16)
     return apply_policy(rows.astype(np.float32), has_image, policy)
-
-
-def build_window_shards(
-    config: Mapping[str, Any], inputs: StageInputs, features: FeatureSet, split: str, *, quiet: bool = False,
-    records: Sequence[VideoRecord] | None = None, selection: Mapping[str, Any] | None = None,
-    repeats: Mapping[str, int] | None = None,
-) -> tuple[Path, dict]:
-    """The window-shard set of one split of the fold, built once per content key.
-
-    `records` default to the fold's side named `split` ("train" | "validation"); other splits ("selection",
-    "test") pass theirs. `selection` (how held-out training videos were drawn) joins the key and the provenance
-    of the splits it shaped. `repeats` (video -> copies per epoch) writes some videos' windows more than once
-    (a multi-task training mix, affbench.multitask.epoch_repeats); it joins the key.
-    """
-    from affbench.data.window_shards import write_window_shards
-
-    if records is None:
-        records = {"train": inputs.train, "validation": inputs.validation}[split]
-    data = config["data"]
-    policy = data["missing_faces"]
-    fold_side = {k: v for k, v in inputs.fold_info.items() if k not in ("train", "validation", "selection")}
-    shaped_by = {} if selection is None else {"selection": dict(selection)}
-    # Only training windows may drop tails: a scored split must cover every frame.
-    tails = data["tails"] if split == "train" else "cover"
-    dropped = {} if tails == "cover" else {"tails": tails}  # keys of covering sets stay what they were
-    repeated = {"repeats": dict(sorted(repeats.items()))} if repeats else {}
-    key = cache.stage_key("windows", features=features.key, task=component_spec(config["task"]), split=split,
-                          fold=fold_side, videos=[r.video for r in records], window=int(data["window"]),
-                          stride=int(data["stride"]), missing_faces=policy,
-                          stamps=inputs.stamps_digest(records), **shaped_by, **dropped, **repeated)
-    directory = cache.stage_dir("windows", key)
-    manifest = cache.read_manifest(directory)
-    if manifest is not None:
-        return directory, manifest
-    if not records:
-        raise ValueError(f"task '{inputs.task}' fold {inputs.fold}: the {split} split has no video")
-    without_face = sum(int((~r.has_image).sum()) for r in records)
-    extra = {
-        "dataset": inputs.dataset_provenance,
-        "task": component_spec(config["task"]),
-        "split": split,
-        "fold": fold_side,
-        "videos": [r.video for r in records],
-        "backbone": features.identity,
-        "feature_key": features.key,
-        "finetune": None if features.finetune is None else {
-            "key": features.finetune["key"], "weights_id": features.finetune["weights_id"]},
-        "missing_faces": {"policy": policy, "frames_without_face": without_face,
-                          "frames": sum(r.n_frames for r in records)},
-        **shaped_by,
-        **repeated,
-    }
-
-    def windows() -> Iterator[tuple[VideoRecord, np.ndarray, np.ndarray]]:
-        copies = max((repeats or {}).values(), default=1)
-        for copy in range(copies):  # a pass per copy: a repeated video's copies lie apart in the shards
-            for record in records:
-                if copy < (repeats or {}).get(record.video, 1):
-                    feats, mask = video_features(features, record, policy)
-                    yield record, feats, mask
-
-    manifest = write_window_shards(directory, windows(), window=int(data["window"]), stride=int(data["stride"]),
-                                   manifest_extra=extra, maxcount=_windows_maxcount(records, data), quiet=quiet,
-                                   desc=f"window shards {inputs.task} fold {inputs.fold} {split}", tails=tails,
-                                   repeats=repeats)
-    return directory, manifest
-
-
-def _windows_maxcount(records: Sequence[VideoRecord], data: Mapping[str, Any]) -> int:
-    """Windows per shard: the default size, but small sets still get a few shards for loader workers."""
-    from affbench.data.window_shards import DEFAULT_MAXCOUNT
-    from affbench.data.windows import window_starts
-
-    n_windows = sum(len(window_starts(r.n_frames, int(data["window"]), int(data["stride"]))) for r in records)
-    return max(1, min(DEFAULT_MAXCOUNT, -(-n_windows // 4)))

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from affbench.cli_support import reporting_input_errors
+from affbench.cli_support import add_quiet_argument, reporting_input_errors
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
@@ -58,12 +58,12 @@ def device_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from affbench.train.config import find_config, load_config
-    from affbench.train.trainer import train
+    from affbench.core.config import find_config, load_config
+    from affbench.stages.trainer import train
 
     config = load_config(find_config(args.config), {**parse_overrides(args.set), **device_overrides(args)})
     result = train(config, fold=args.fold, out_dir=args.out, resume=args.resume, quiet=args.quiet)
-    from affbench.train.distributed import init_distributed
+    from affbench.stages.distributed import init_distributed
 
     if init_distributed().is_main:
         _print(result, args.json)
@@ -73,13 +73,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _config_arg(args: argparse.Namespace):
     if not args.config:
         return None
-    from affbench.train.config import find_config, load_config
+    from affbench.core.config import find_config, load_config
 
     return load_config(find_config(args.config), {**parse_overrides(args.set), **device_overrides(args)})
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from affbench.train.evaluate import evaluate
+    from affbench.stages.evaluate import evaluate
 
     result = evaluate(_checkpoint(args.checkpoint), config=_config_arg(args), fold=args.fold, split=args.split,
                       smoothing=args.smoothing, quiet=args.quiet, device=args.device)
@@ -96,7 +96,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print("affbench predict: error: give a CHECKPOINT (or RUN_DIR), or --video FILE --run RUN_DIR",
               file=sys.stderr)
         return 2
-    from affbench.train.evaluate import predict
+    from affbench.stages.evaluate import predict
 
     checkpoint = _checkpoint(args.checkpoint)
     out = args.out or checkpoint.parent
@@ -118,7 +118,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.lr=1e-4 (repeatable; values read as YAML)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+    add_quiet_argument(p)
     if not any("--device" in a.option_strings for a in p._actions):  # predict has it among --video's options
         from affbench.devices import add_device_argument
 

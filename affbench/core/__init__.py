@@ -1,0 +1,1 @@
+"""What every stage and command rests on: the plugin registry and the run configuration."""

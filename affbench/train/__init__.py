@@ -1,1 +1,0 @@
-"""Training stages: fine-tune, extract, train, evaluate, predict."""

@@ -1,0 +1,43 @@
+"""The README's extraction and compile figures are those of the files the benchmarks wrote, committed
+under docs/benchmarks: a hand edit of a number, or a new file without its figure, fails here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from affbench.bench_report import find, load_results, ratio
+
+REPO = Path(__file__).resolve().parent.parent
+README = (REPO / "README.md").read_text(encoding="utf-8")
+FILES = REPO / "docs" / "benchmarks"
+
+
+def _series(values: list[float], fmt: str = "{:.2f}") -> str:
+    return " / ".join(fmt.format(v) for v in values)
+
+
+def _ratios(pattern: str, name: str, baseline: str) -> list[float]:
+    paths = sorted(FILES.glob(pattern))
+    assert len(paths) >= 3, f"docs/benchmarks/{pattern}: a figure on this machine needs at least three runs"
+    return [ratio(load_results(path)[0], name, baseline) for path in paths]
+
+
+def test_the_small_backbone_extraction_row_is_the_committed_runs():
+    name, baseline = "extraction[clip_small]", "baseline_forward_only[clip_small]"
+    before = _ratios("extraction-small-before-*.json", name, baseline)
+    after = _ratios("extraction-small-after-*.json", name, baseline)
+    row = (f"| extraction, CLIP test config (32 px) vs forward only | before {_series(before)}×; "
+           f"after {_series(after)}× (")
+    assert row in README
+
+
+def test_the_compile_row_is_the_committed_runs():
+    paths = sorted(FILES.glob("compile-*.json"))
+    assert paths
+    results = [load_results(path)[0] for path in paths]
+    ratios = [ratio(r, "compiled_forward[clip_small]", "baseline_eager_forward[clip_small]") for r in results]
+    compiled = [find(r, "compiled_forward[clip_small]").extra for r in results]
+    row = (f"| `torch.compile` vs eager, CLIP test config (32 px), batch 32 | {_series(ratios)}× "
+           f"(compiled in {_series([c['compile_seconds'] for c in compiled], '{:.0f}')} s; largest feature "
+           f"difference {max(c['max_abs_diff'] for c in compiled):.1e}) |")
+    assert row in README
