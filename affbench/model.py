@@ -246,13 +246,26 @@ class MLPHead(nn.Module):
         return self.fc2(self.drop(self.act(h)))
 
 
+class TaskHeads(nn.Module):
+    """One MLP head per task of a multi-task model (affbench.multitask) on the shared temporal features; their
+    outputs side by side, in the order of the task's merged output columns."""
+
+    def __init__(self, in_dim: int, out_dims: Sequence[int], **head: Any) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList([MLPHead(in_dim, int(d), **head) for d in out_dims])
+        self.in_dim, self.out_dim = in_dim, sum(int(d) for d in out_dims)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.cat([head(x, mask) for head in self.heads], dim=-1)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The model
 # ---------------------------------------------------------------------------------------------------------------
 class AffectModel(nn.Module):
     """Optional image backbone -> temporal blocks (in order) -> MLP head, one prediction per step."""
 
-    def __init__(self, *, task: nn.Module, temporal: Sequence[nn.Module], head: MLPHead,
+    def __init__(self, *, task: nn.Module, temporal: Sequence[nn.Module], head: MLPHead | TaskHeads,
                  backbone: nn.Module | None = None, feature_dim: int | None = None) -> None:
         super().__init__()
         self.backbone = backbone
@@ -351,7 +364,12 @@ def create_model(config: Mapping[str, Any]) -> AffectModel:
     unknown = sorted(set(head_cfg) - set(HEAD_KEYS))
     if unknown:
         raise ValueError(f"config key model.head.{unknown[0]}: unknown; accepted: {', '.join(HEAD_KEYS)}")
-    head = MLPHead(dim, int(task.out_dim), **head_cfg)
+    from affbench.multitask import is_multitask
+
+    if is_multitask(task):  # one head per task on the shared temporal stack
+        head = TaskHeads(dim, task.layout.out_dims, **head_cfg)
+    else:
+        head = MLPHead(dim, int(task.out_dim), **head_cfg)
     return AffectModel(task=task, temporal=blocks, head=head, backbone=backbone, feature_dim=feature_dim)
 
 
@@ -363,6 +381,7 @@ __all__ = [
     "MLPHead",
     "MaskedBatchNorm1d",
     "Preprocess",
+    "TaskHeads",
     "check_choice",
     "check_sequence",
     "create_model",

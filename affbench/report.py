@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from affbench import task_contract as contract
 from affbench.bootstrap import Estimate
 from affbench.output import fixed, format_table, markdown_table
 from affbench.references import REFERENCES, reference_title, selected_on_scored
@@ -38,6 +39,7 @@ from affbench.report_numbers import (
 
 MAIN_ROW_DEFAULT = "ours"
 SIGNIFICANT = "*"  # the paired difference from the main row excludes 0
+MULTITASK_SCORE = "MTL score"  # Table 2's column when a suite has a multi-task row (sum of the primaries)
 TERMINAL_WIDTH = 120
 
 
@@ -87,6 +89,14 @@ def _reference_label(task: str, name: str) -> str:
     return reference_title(task, name) + (f" {SELECTED_ON_REPORTED}" if selected_on_scored(task, name) else "")
 
 
+def multitask_score(numbers: ReportNumbers, row: str, tasks: Sequence[str]) -> float | None:
+    """The ABAW multi-task score of a row: the sum over the tasks of its primary-metric cells (their means over
+    runs), None unless the row has every task. A single-task row sums its separate models, a multi-task row
+    its heads."""
+    cells = [numbers.cell(row, task, contract.task_named(task).primary_metric) for task in tasks]
+    return None if len(tasks) < 2 or any(c is None for c in cells) else float(sum(c.mean for c in cells))
+
+
 def build_tables(runs: Sequence[Mapping[str, Any]], *, main: str | None = None,
                  numbers: ReportNumbers | None = None) -> dict[str, Any]:
     """Tables 1-3 as plain data: headers, rows of cells, and the numbers behind them."""
@@ -114,6 +124,8 @@ def build_tables(runs: Sequence[Mapping[str, Any]], *, main: str | None = None,
                                 "all": ref_all.to_dict(),
                                 "cells": [label, *(format_cell(ref_folds[f]) for f in folds), format_cell(ref_all)]})
     columns = table_columns(runs, "report")
+    # With a multi-task row the table adds the multi-task score of every row that has all the tasks.
+    with_score = any(run.get("multitask") for run in runs)
     table2_rows, table3_rows = [], []
     for name in numbers.rows():
         cells, values, diff_cells, diffs = [row_label(numbers, name)], {}, [row_label(numbers, name)], {}
@@ -128,6 +140,11 @@ def build_tables(runs: Sequence[Mapping[str, Any]], *, main: str | None = None,
                 est, pairs = found
                 diffs[title] = {"difference": est.value, "low": est.low, "high": est.high, "pairs": pairs,
                                 "excludes_zero": est.excludes_zero}
+        if with_score:
+            total = multitask_score(numbers, name, tasks_of(runs))
+            cells.append("—" if total is None else fixed(total))
+            if total is not None:
+                values[MULTITASK_SCORE] = {"mean": total}
         table2_rows.append({"row": name, "select": numbers.row_selection(name), "values": values, "cells": cells})
         if name != main:
             table3_rows.append({"row": name, "values": diffs, "cells": diff_cells})
@@ -140,14 +157,15 @@ def build_tables(runs: Sequence[Mapping[str, Any]], *, main: str | None = None,
             if cell:
                 values[title] = {**cell.to_dict(), "predicts": reference_title(task, ref)}
         if values:
-            table2_refs.append({"row": f"ref: {ref}", "values": values, "cells": cells})
+            table2_refs.append({"row": f"ref: {ref}", "values": values, "cells": cells + ["—"] * with_score})
     return {
         "main_row": main,
         "main_label": row_label(numbers, main) if main else None,
         "folds": folds,
         "table1": {"header": ["Metric", *(_fold_label(f) for f in folds), "All runs"], "rows": table1_rows,
                    "references": table1_refs},
-        "table2": {"header": ["Method", *(c[2] for c in columns)], "rows": table2_rows, "references": table2_refs},
+        "table2": {"header": ["Method", *(c[2] for c in columns), *[MULTITASK_SCORE] * with_score],
+                   "rows": table2_rows, "references": table2_refs},
         "table3": {"header": [f"Method - {main}", *(f"Δ{c[2]}" for c in columns)], "rows": table3_rows},
     }
 

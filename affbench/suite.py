@@ -333,9 +333,10 @@ def write_suite_outputs(suite: Suite, out_dir: Path, planned: Sequence[tuple[Any
         notes = [f"suite '{suite.name}' from {suite.path}; folds {record['folds']}; {seeds}; {len(runs)} runs "
                  f"({sum(r['status'] == 'trained' for r in runs)} trained now) in {record['seconds']:.0f} s",
                  "numbers are whatever the models reached on this data; nothing is tuned to match the paper"]
+        from affbench.multitask import per_task_runs
         from affbench.report import provenance_lines, scope_note
 
-        report_data = write_report(runs, out_dir, title=f"affbench suite: {suite.name}", main=suite.main,
+        report_data = write_report(per_task_runs(runs), out_dir, title=f"affbench suite: {suite.name}", main=suite.main,
                                    plots=plots, notes=notes, echo=echo, bootstrap=_bootstrap_settings(suite),
                                    scope=scope_note(record["data"]["datasets"], record["folds"]),
                                    made=provenance_lines(runs, started=record["started"], seconds=record["seconds"]))

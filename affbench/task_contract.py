@@ -210,6 +210,20 @@ def tune(task: Any, raw: Sequence[np.ndarray], labels: Sequence[np.ndarray], val
     return None if state is None else [float(x) for x in np.asarray(state, np.float64).reshape(-1)]
 
 
+def set_thresholds(task: Any, thresholds: Sequence[float] | None) -> None:
+    """Install a tuned post-processing state on the task (ignored for tasks without one)."""
+    if thresholds is None or not hasattr(task, "thresholds"):
+        return
+    torch = _torch()
+    current = task.thresholds
+    value = torch.as_tensor(np.asarray(thresholds, np.float32))
+    if isinstance(current, torch.Tensor):
+        with torch.no_grad():
+            current.copy_(value.to(current.device))
+    else:
+        task.thresholds = value
+
+
 def as_numpy(x: Any) -> np.ndarray:
     torch = _torch()
     if isinstance(x, torch.Tensor):

@@ -1,4 +1,5 @@
-"""Built-in tasks: ``va``, ``expr``, ``au`` (the three ABAW challenges).
+"""Built-in tasks: ``va``, ``expr``, ``au`` (the three ABAW challenges), and ``multitask``, which joins tasks
+in one model.
 
 Every task takes ``metrics: [names]``, registered metrics to report beside its own (affbench.task_contract).
 Registration only; the implementations (affbench_plugins.affect_tasks) import torch when a task is built.
@@ -7,6 +8,7 @@ Registration only; the implementations (affbench_plugins.affect_tasks) import to
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from affbench import hookimpl
 
@@ -45,8 +47,29 @@ def au(*, pos_weight: Sequence[float] | None = None, threshold: float | Sequence
 au.test_options = {"pos_weight": [2.0] * 12}
 
 
+def multitask(*, tasks: Sequence[Any]):
+    """Several registered tasks learnt by one model, one head each: ``tasks: [{name, weight, options}, ...]``,
+    masked losses weighted and summed, each task scored on its own frames, score = the sum of their primaries."""
+    from affbench.multitask import MultiTask
+
+    return MultiTask(tasks)
+
+
+def _check_multitask_option(path: str, value: Any) -> None:
+    """The task list checked when a config loads, so a bad entry is reported at its file and line."""
+    if path.rsplit(".", 1)[-1] == "tasks":
+        from affbench.multitask import part_specs
+
+        part_specs(value, where=path)
+
+
+multitask.test_options = {"tasks": [{"name": "va", "weight": 1.0}, {"name": "expr", "weight": 0.5}]}
+multitask.check_option = _check_multitask_option
+
+
 @hookimpl
 def affbench_register_tasks(register):
     register("va", va)
     register("expr", expr)
     register("au", au)
+    register("multitask", multitask)

@@ -163,9 +163,12 @@ def test_parse_folds():
 def test_builtin_paper_suite_resolves_per_data_choice():
     scaled = resolve_suite("paper")
     assert builtin_suite_path("paper", None).parent.name == "synthaffect"
-    assert len(scaled.configs) == 15 and all(p.is_file() for p in scaled.configs)
+    assert len(scaled.configs) == 16 and all(p.is_file() for p in scaled.configs)
     paper = resolve_suite("paper", "affwild2")
     assert paper.path.parent.name == "paper" and paper.folds == 5
+    # Every SynthAffect row, the multi-task row included, has its Aff-Wild2 twin.
+    assert [p.relative_to(paper.path.parent) for p in paper.configs] == \
+        [p.relative_to(scaled.path.parent) for p in scaled.configs]
     with pytest.raises(SuiteError, match="no built-in suite"):
         resolve_suite("nonesuch")
 

@@ -188,7 +188,9 @@ class RunConfig:
     """Every key of a run config, section by section (see the README's configuration reference)."""
 
     name: str | None = setting(None, "row name (default: the config file's stem); names the run directory")
-    task: Component = setting(None, "task: a name (va | expr | au) or {name, options}", kind="task")
+    task: Component = setting(None, "task: a name (va | expr | au) or {name, options}; multitask joins tasks in "
+                              "one model: {name: multitask, options: {tasks: [{name, weight, options}, ...]}}",
+                              kind="task")
     feature_dim: int | None = setting(None, "input feature size when the model has no backbone (set by the "
                                       "trainer)")
     device: str = setting("auto", "where the models run: auto (the GPU when one is visible), cpu, cuda or cuda:N; "
@@ -531,9 +533,22 @@ def _check_components(config: Config) -> None:
             for option in comp["options"]:  # one at a time: the message names the line of the one at fault
                 problem = unknown_option(component, [option],
                                          set_by_caller=("in_dim",) if spec.kind == "temporal" else ())
+                at = config.where(f"{path}.options.{option}") if isinstance(value, dict) else where
                 if problem is not None:
-                    at = config.where(f"{path}.options.{option}") if isinstance(value, dict) else where
                     raise ConfigError(f"{at}: {item_path}.options.{option}: {spec.kind} '{comp['name']}' {problem}")
+                _check_option_value(component, f"{item_path}.options.{option}", comp["options"][option], at)
+
+
+def _check_option_value(component: Any, path: str, value: Any, where: str) -> None:
+    """A component's own check of one option's value, when its factory declares one (``factory.check_option(path,
+    value)`` raising ValueError with a message that names `path`), so a bad value fails on load at its line."""
+    check = getattr(component.factory, "check_option", None)
+    if check is None:
+        return
+    try:
+        check(path, value)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _check_values(config: Config) -> None:

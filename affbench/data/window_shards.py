@@ -113,8 +113,14 @@ def write_window_shards(
     quiet: bool = False,
     desc: str = "window shards",
     tails: str = "cover",
+    repeats: Mapping[str, int] | None = None,
 ) -> dict:
     """Cut each (record, features[n, D], feature_mask[n]) into windows and write an atomic shard set.
+
+    ``repeats`` (video -> copies per epoch, default 1) lets a video be given again, up to that many times in
+    all; each copy's windows are written under their own keys (a training mix that repeats some videos, see
+    affbench.multitask.epoch_repeats). Give the copies in later passes over the videos, so the loader's shuffle
+    does not meet them side by side.
 
     ``manifest_extra`` is the provenance (dataset, task, backbone, weights hash, preprocessing, missing-face
     policy ...); it is stored under ``provenance`` together with window, stride, feature_dim and label_dim.
@@ -123,21 +129,26 @@ def write_window_shards(
     """
     window_starts(1, window, stride)  # validate window/stride before any work
     stats = LabelStatistics()
-    seen: set[str] = set()
+    copies: dict[str, int] = {}
     n_videos = n_frames = n_masked = 0
     dims: dict[str, int] = {}
     with ShardSetWriter(out_dir, kind=KIND, maxcount=maxcount) as writer:
         bar = tqdm(videos, desc=desc, unit="video", disable=quiet)
         for record, features, feature_mask in bar:
             _check_key_part(record.video)
-            if record.video in seen:
-                raise ValueError(f"video '{record.video}' is given twice; each video must appear once")
-            seen.add(record.video)
+            copy = copies.get(record.video, 0)
+            allowed = int((repeats or {}).get(record.video, 1))
+            if copy >= allowed:
+                raise ValueError(f"video '{record.video}' is given {copy + 1} times; it may appear "
+                                 f"{'once' if allowed == 1 else f'{allowed} times'}")
+            copies[record.video] = copy + 1
             for name, value in (("feature_dim", np.shape(features)[-1]), ("label_dim", record.labels.shape[1])):
                 if dims.setdefault(name, int(value)) != int(value):
                     raise ValueError(f"video '{record.video}': {name} {value} differs from earlier videos' {dims[name]}")
             for sample in cut_windows(record, features, feature_mask, window=window, stride=stride, tails=tails):
-                writer.write(encode_window(sample))
+                writer.write(encode_window(sample, copy=copy))
+            if copy:  # a repeat adds windows, not videos, frames or label statistics
+                continue
             n_videos += 1
             n_frames += record.n_frames
             n_masked += int((~np.asarray(feature_mask, dtype=bool)).sum())
@@ -156,6 +167,7 @@ def write_window_shards(
                     "windows": writer.total,
                     "frames": n_frames,
                     "frames_without_feature": n_masked,
+                    **({"repeated_videos": sum(c > 1 for c in copies.values())} if repeats else {}),
                 },
                 "label_stats": stats.to_dict(),
                 "provenance": provenance,
@@ -163,9 +175,11 @@ def write_window_shards(
         )
 
 
-def encode_window(sample: Mapping[str, Any]) -> dict[str, bytes | str]:
-    """The tar members of one window sample (arrays as .npy with explicit dtypes, metadata as JSON)."""
-    out: dict[str, bytes | str] = {"__key__": f"{sample['video']}/{int(sample['start']):07d}"}
+def encode_window(sample: Mapping[str, Any], *, copy: int = 0) -> dict[str, bytes | str]:
+    """The tar members of one window sample (arrays as .npy with explicit dtypes, metadata as JSON); a repeated
+    video's `copy` > 0 keys its windows apart."""
+    key = f"{sample['video']}/{int(sample['start']):07d}" + (f"_{copy}" if copy else "")
+    out: dict[str, bytes | str] = {"__key__": key}
     for name, dtype in ARRAY_FIELDS.items():
         out[f"{name}.npy"] = encode_npy(np.asarray(sample[name], dtype=dtype))
     out["json"] = encode_json({"video": sample["video"], "start": int(sample["start"]), "n_frames": int(sample["n_frames"])})
@@ -278,13 +292,15 @@ class WindowShards(ShardSet):
 def build_window_shards(
     config: Mapping[str, Any], inputs: Any, features: Any, split: str, *, quiet: bool = False,
     records: Sequence[VideoRecord] | None = None, selection: Mapping[str, Any] | None = None,
+    repeats: Mapping[str, int] | None = None,
 ) -> tuple[Path, dict]:
     """The window-shard set of one split of the fold (stage 2's `features` of the `inputs`' records, cut as the
     config's data section says), built once per content key in the stage cache.
 
     `records` default to the fold's side named `split` ("train" | "validation"); other splits ("selection",
     "test") pass theirs. `selection` (how held-out training videos were drawn) joins the key and the provenance
-    of the splits it shaped.
+    of the splits it shaped. `repeats` (video -> copies per epoch) writes some videos' windows more than once
+    (a multi-task training mix, affbench.multitask.epoch_repeats); it joins the key.
     """
     from affbench.stages import feature_cache as cache
     from affbench.stages.extract import video_features
@@ -298,10 +314,11 @@ def build_window_shards(
     # Only training windows may drop tails: a scored split must cover every frame.
     tails = data["tails"] if split == "train" else "cover"
     dropped = {} if tails == "cover" else {"tails": tails}  # keys of covering sets stay what they were
+    repeated = {"repeats": dict(sorted(repeats.items()))} if repeats else {}
     key = cache.stage_key("windows", features=features.key, task=config["task"], split=split,
                           fold=fold_side, videos=[r.video for r in records], window=int(data["window"]),
                           stride=int(data["stride"]), missing_faces=policy,
-                          stamps=inputs.stamps_digest(records), **shaped_by, **dropped)
+                          stamps=inputs.stamps_digest(records), **shaped_by, **dropped, **repeated)
     directory = cache.stage_dir("windows", key)
     manifest = cache.read_manifest(directory)
     if manifest is not None:
@@ -322,17 +339,27 @@ def build_window_shards(
         "missing_faces": {"policy": policy, "frames_without_face": without_face,
                           "frames": sum(r.n_frames for r in records)},
         **shaped_by,
+        **repeated,
     }
 
     def windows() -> Iterator[tuple[VideoRecord, np.ndarray, np.ndarray]]:
-        for record in records:
+        for record in repeated_passes(records, repeats):
             feats, mask = video_features(features, record, policy)
             yield record, feats, mask
 
     manifest = write_window_shards(directory, windows(), window=int(data["window"]), stride=int(data["stride"]),
                                    manifest_extra=extra, maxcount=_windows_maxcount(records, data), quiet=quiet,
-                                   desc=f"window shards {inputs.task} fold {inputs.fold} {split}", tails=tails)
+                                   desc=f"window shards {inputs.task} fold {inputs.fold} {split}", tails=tails,
+                                   repeats=repeats)
     return directory, manifest
+
+
+def repeated_passes(records: Sequence[VideoRecord], repeats: Mapping[str, int] | None) -> Iterator[VideoRecord]:
+    """The records in one pass per copy, a video in as many passes as its repeat (default 1): a repeated video's
+    copies lie apart in the shards, so the loader's shuffle does not meet them side by side."""
+    repeats = repeats or {}
+    for copy in range(max(repeats.values(), default=1)):
+        yield from (record for record in records if copy < repeats.get(record.video, 1))
 
 
 def _windows_maxcount(records: Sequence[VideoRecord], data: Mapping[str, Any]) -> int:

@@ -104,9 +104,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
                      smoothing=args.smoothing, order_file=args.order, quiet=args.quiet, device=args.device)
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True, default=str))
-    elif "submission" in result:
-        print(f"predictions: {result['predictions']}\nsubmission: {result['submission']} ({result['rows']} rows"
-              f"{', ' + str(result['filled']) + ' filled from the nearest frame' if result['filled'] else ''})")
+    else:  # a multi-task model's result lists each task's files
+        for written in result.get("tasks", {"": result}).values():
+            if "submission" in written:
+                print(f"predictions: {written['predictions']}\nsubmission: {written['submission']} "
+                      f"({written['rows']} rows{', ' + str(written['filled']) + ' filled from the nearest frame' if written['filled'] else ''})")
     return 0
 
 

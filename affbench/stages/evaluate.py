@@ -37,6 +37,7 @@ from affbench.data.windows import VideoPredictionMerger
 from affbench.devices import autocast, resolve_device
 from affbench.output import open_atomic
 from affbench.stages import distributed
+from affbench.task_contract import set_thresholds
 
 PREDICT_SPLITS = ("train", "validation", "test")
 
@@ -193,19 +194,6 @@ def tune_thresholds(task: Any, outputs: VideoOutputs, *, smoothing: int | None =
                          [outputs.valid[v] for v in videos], smoothing)
 
 
-def set_thresholds(task: Any, thresholds: Sequence[float] | None) -> None:
-    """Install a tuned post-processing state on the task (ignored for tasks without one)."""
-    if thresholds is None or not hasattr(task, "thresholds"):
-        return
-    current = task.thresholds
-    value = torch.as_tensor(np.asarray(thresholds, np.float32))
-    if isinstance(current, torch.Tensor):
-        with torch.no_grad():
-            current.copy_(value.to(current.device))
-    else:
-        task.thresholds = value
-
-
 def score(task: Any, outputs: VideoOutputs, *, smoothing: int | None = None,
           thresholds: Sequence[float] | None = None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """(metrics over all valid frames of the split at once, submission values per video)."""
@@ -224,6 +212,34 @@ def score(task: Any, outputs: VideoOutputs, *, smoothing: int | None = None,
 
 
 # -- files -----------------------------------------------------------------------------------------------------
+
+
+def per_task(task: Any, outputs: VideoOutputs, values: Mapping[str, np.ndarray]
+             ) -> list[tuple[str, Any, VideoOutputs, dict[str, np.ndarray]]]:
+    """(sub-folder, task, outputs, values) for each task whose files a run writes: the task itself (sub-folder
+    ""), or each part of a multi-task model (its own name) on its own columns, over the videos it labels, so
+    its files read as those of a single-task run of it."""
+    from affbench.multitask import is_multitask
+
+    if not is_multitask(task):
+        return [("", task, outputs, dict(values))]
+    layout, out = task.layout, []
+    for i, (name, part) in enumerate(task.named_parts()):
+        videos = [v for v in outputs.videos if layout.usable(outputs.labels[v], i).any()]
+        part_outputs = VideoOutputs(
+            outputs={v: outputs.outputs[v][:, layout.out_slices[i]] for v in videos},
+            labels={v: outputs.labels[v][:, layout.label_slices[i]] for v in videos},
+            valid={v: outputs.valid[v] & layout.usable(outputs.labels[v], i) for v in videos},
+            has_face={v: outputs.has_face[v] for v in videos if v in outputs.has_face})
+        out.append((name, part, part_outputs, {v: values[v][:, layout.label_slices[i]] for v in videos}))
+    return out
+
+
+def write_run_predictions(task: Any, outputs: VideoOutputs, values: Mapping[str, np.ndarray], run_dir: Path,
+                          split: str = "validation") -> list[Path]:
+    """``predictions.<split>.csv`` of a run; a multi-task model writes one per task, in ``<run dir>/<task>/``."""
+    return [write_predictions_csv(t, o, v, Path(run_dir) / sub / f"predictions.{split}.csv")
+            for sub, t, o, v in per_task(task, outputs, values)]
 
 
 def write_predictions_csv(task: Any, outputs: VideoOutputs, values: Mapping[str, np.ndarray],
@@ -394,12 +410,20 @@ def predict(checkpoint: str | Path, out_dir: str | Path, *, config: Any = None, 
     out_dir = Path(out_dir)
     result: dict[str, Any] = {"checkpoint": str(checkpoint), "split": split, "fold": fold, "smoothing": window}
     if distributed.init_distributed().is_main:
-        task = model.task
-        csv_path = write_predictions_csv(task, outputs, values, out_dir / f"predictions.{split}.csv")
-        sub_path = out_dir / contract.submission_file(task)
-        counts = write_submission(task, values, sub_path, order=order)
-        labels_read = contract.annotation(task)
-        if SUBMISSION_HEADERS.get(labels_read) == (LOCATION_COLUMN, *contract.submission_columns(task)):
-            validate_submission(sub_path, labels_read, order)  # an ABAW submission: check it as the organisers
-        result.update(predictions=str(csv_path), submission=str(sub_path), **counts)
+        written = {sub: _write_task_files(task, task_outputs, task_values, out_dir / sub, split, order)
+                   for sub, task, task_outputs, task_values in per_task(model.task, outputs, values)}
+        # A multi-task model writes each task's files in its own folder: the result lists them per task.
+        result.update(written[""] if "" in written else {"tasks": written})
     return result
+
+
+def _write_task_files(task: Any, outputs: VideoOutputs, values: Mapping[str, np.ndarray], out_dir: Path,
+                      split: str, order: OrderFile | None) -> dict[str, Any]:
+    """One task's predictions CSV and submission file in `out_dir`."""
+    csv_path = write_predictions_csv(task, outputs, values, out_dir / f"predictions.{split}.csv")
+    sub_path = out_dir / contract.submission_file(task)
+    counts = write_submission(task, values, sub_path, order=order)
+    labels_read = contract.annotation(task)
+    if SUBMISSION_HEADERS.get(labels_read) == (LOCATION_COLUMN, *contract.submission_columns(task)):
+        validate_submission(sub_path, labels_read, order)  # an ABAW submission: check it as the organisers
+    return {"predictions": str(csv_path), "submission": str(sub_path), **counts}

@@ -25,10 +25,14 @@ from affbench.data.records import VideoRecord
 class MultiTaskLabels:
     """The column layout of several tasks' labels, the merge of their records, and their masked loss."""
 
-    def __init__(self, tasks: Sequence[nn.Module]) -> None:
+    def __init__(self, tasks: Sequence[nn.Module], weights: Sequence[float] | None = None) -> None:
         if not tasks:
             raise ValueError("MultiTaskLabels needs at least one task")
         self.tasks = list(tasks)
+        # Each task's loss is multiplied by its weight before the sum (default 1 each).
+        self.weights = [1.0] * len(self.tasks) if weights is None else [float(w) for w in weights]
+        if len(self.weights) != len(self.tasks):
+            raise ValueError(f"MultiTaskLabels: {len(self.weights)} weights for {len(self.tasks)} tasks")
         self.label_dims = [int(t.label_dim) for t in self.tasks]
         self.out_dims = [int(t.out_dim) for t in self.tasks]
         self.n_label_columns = sum(self.label_dims)
@@ -76,7 +80,7 @@ class MultiTaskLabels:
         return merged
 
     def loss(self, pred: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        """Sum over tasks of each task's own loss on the rows where its label is usable.
+        """Weighted sum over tasks of each task's own loss on the rows where its label is usable.
 
         A task with no usable row in the batch adds nothing (and no gradient): labels a frame does not have
         can never change what is learned.
@@ -91,15 +95,22 @@ class MultiTaskLabels:
         for i, task in enumerate(self.tasks):
             usable = keep & (labels[:, self.n_label_columns + i] > 0.5)
             if bool(usable.any()):
-                total = total + task.loss(pred[:, self.out_slices[i]], labels[:, self.label_slices[i]], usable)
+                part = task.loss(pred[:, self.out_slices[i]], labels[:, self.label_slices[i]], usable)
+                total = total + self.weights[i] * part
         return total
 
+    def usable(self, labels: np.ndarray, i: int) -> np.ndarray:
+        """bool [n]: the rows of merged labels [n, width] where task i's label is usable."""
+        return np.asarray(labels)[:, self.n_label_columns + i] > 0.5
+
     def describe(self) -> list[dict[str, Any]]:
-        """The layout as JSON: per task its name and column ranges."""
+        """The layout as JSON: per task its name and column ranges (and its loss weight when not 1)."""
         return [{"task": getattr(task, "name", str(i)),
                  "labels": [self.label_slices[i].start, self.label_slices[i].stop],
                  "outputs": [self.out_slices[i].start, self.out_slices[i].stop],
-                 "usable_column": self.n_label_columns + i} for i, task in enumerate(self.tasks)]
+                 "usable_column": self.n_label_columns + i,
+                 **({} if self.weights[i] == 1.0 else {"weight": self.weights[i]})}
+                for i, task in enumerate(self.tasks)]
 
 
 def _consecutive(widths: Sequence[int]) -> list[slice]:

@@ -22,6 +22,7 @@ from typing import Any
 from affbench.core.config import Config, as_config
 from affbench.data.records import VideoRecord
 from affbench.data.window_shards import build_window_shards
+from affbench.multitask import training_repeats
 from affbench.stages import distributed
 from affbench.stages.extract import extract_features
 from affbench.stages.stage_inputs import StageInputs, load_stage_inputs, selection_spec
@@ -116,9 +117,12 @@ def prepare_window_shards(config: Mapping[str, Any] | str | Path, *, fold: int |
     for split, records in stage3_records(config, inputs).items():
         # The validation shards do not depend on the selection: every mode shares them.
         shaped = selection if split != "validation" else None
+        # A multi-task model's training mix repeats the videos of tasks with fewer videos (the sampling rule).
+        repeats = training_repeats(config, records) if split == "train" else None
         with distributed.main_first():  # rank 0 writes the window shards; the other ranks find them complete
             dirs[split], manifests[split] = build_window_shards(config, inputs, features, split, quiet=quiet,
-                                                                records=records, selection=shaped)
+                                                                records=records, selection=shaped,
+                                                                repeats=repeats)
     fold_manifest = {
         "task": inputs.task,
         "dataset": inputs.dataset_provenance,

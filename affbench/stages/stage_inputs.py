@@ -47,6 +47,8 @@ class StageInputs:
     # video -> stamps of the images of this task's record of it (affbench.data.image_stamps), taken when first
     # asked for: a caller that only reads the records (another task's rows sharing a fine-tune) stats nothing.
     stamps: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    # A multi-task model's inputs (affbench.multitask): each joined task's own inputs, which its records merge.
+    parts: list[StageInputs] = dataclasses.field(default_factory=list)
 
     def _own_stamps(self, video: str) -> np.ndarray | None:
         if video not in self.stamps:
@@ -124,7 +126,10 @@ def load_stage_inputs(config: Mapping[str, Any], fold: int | None, *, task: str 
     `affbench.data.folds.task_folds`): a task that derives its labels from a set gets that set's folds.
     """
     from affbench.data.folds import split_records, task_folds
+    from affbench.multitask import joined_tasks
 
+    if task is None and (parts := joined_tasks(config)) is not None:  # a multi-task model reads every part's
+        return merged_stage_inputs(config, fold, parts)
     data = config["data"]
     dataset = open_dataset(data["dataset"])
     task = task or task_name(config)
@@ -152,6 +157,31 @@ def load_stage_inputs(config: Mapping[str, Any], fold: int | None, *, task: str 
     info["train"] = [r.video for r in train]
     info["validation"] = [r.video for r in validation]
     return StageInputs(dataset, dataset_provenance(dataset), task, fold, train, validation, info)
+
+
+def merged_stage_inputs(config: Mapping[str, Any], fold: int | None, specs: Sequence[Mapping[str, Any]]) -> StageInputs:
+    """One StageInputs for a multi-task model: per split, every part's records of it merged per video.
+
+    Train is the union of the parts' training videos, validation the union of their validation videos; a part's
+    labels of a video are merged into a split only where that part puts the video on that side, so each part
+    is scored on exactly its own validation frames. K-fold splits are shared by the tasks, so a video lies on
+    one side for all; on an official split a video can train one part and validate another. Under
+    ``train.select: inner`` the selection slice is the union of the parts' slices (see
+    selection_spec), which stage 1 never trains on.
+    """
+    from affbench.multitask import NAME, MultiTask
+
+    per_part = [load_stage_inputs(config, fold, task=s["name"]) for s in specs]
+    layout = MultiTask([dict(s) for s in specs]).layout
+    train = layout.merge([{r.video: r for r in p.train} for p in per_part])
+    validation = layout.merge([{r.video: r for r in p.validation} for p in per_part])
+    info = {k: v for k, v in per_part[0].fold_info.items() if k not in ("train", "validation",
+                                                                           "videos_without_images")}
+    info["videos_without_images"] = sorted({v for p in per_part for v in p.fold_info["videos_without_images"]})
+    info["train"] = [r.video for r in train]
+    info["validation"] = [r.video for r in validation]
+    first = per_part[0]
+    return StageInputs(first.dataset, first.dataset_provenance, NAME, fold, train, validation, info, parts=per_part)
 
 
 def select_frames(record: VideoRecord, keep: np.ndarray) -> VideoRecord:
@@ -215,6 +245,10 @@ def selection_spec(config: Mapping[str, Any], inputs: StageInputs) -> dict | Non
     train = config["train"]
     if train["select"] != "inner":
         return None
+    if inputs.parts:  # a multi-task model holds out every slice its tasks hold out, none of which stage 1 saw
+        slices = [selection_spec(config, part)["videos"] for part in inputs.parts]
+        return {"fraction": float(train["select_fraction"]), "seed": int(train["select_seed"]),
+                "videos": sorted(set().union(*slices))}
     try:
         _, held = hold_out_sources(inputs.train, float(train["select_fraction"]), int(train["select_seed"]))
     except FoldError as exc:

@@ -46,7 +46,7 @@ from affbench.stages.checkpoints import (
     save_checkpoint,
     unwrap_model,
 )
-from affbench.stages.evaluate import run_windows, score, tune_thresholds, write_predictions_csv
+from affbench.stages.evaluate import run_windows, score, tune_thresholds, write_run_predictions
 from affbench.stages.pipeline import WindowData, build_model, open_window_shards, split_dir, window_data
 from affbench.stages.run_checkpoints import RUN_SECTIONS, load_best_checkpoint
 from affbench.stages.run_dir import prepare_run_dir, run_dir_path, write_metrics_csv
@@ -75,8 +75,9 @@ COLUMN_PREFIX = {"selection": "selection_", "validation": "val_"}
 
 def headline(metrics: Mapping[str, float]) -> str:
     """The task-level scores of a metrics dict for a one-line log (``mean=0.123, valence=...``). Per-label
-    scores (``f1_AU12``) and the frame count stay in metrics.csv / metrics.json: the line stays short."""
-    return ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "frames" and "_" not in k)
+    scores (``f1_AU12``) and the frame counts (a multi-task model's ``<task>/frames`` too) stay in metrics.csv /
+    metrics.json: the line stays short."""
+    return ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.rsplit("/", 1)[-1] != "frames" and "_" not in k)
 
 
 def _masked_loss(task: Any, out: torch.Tensor, batch: Mapping[str, Any], device: torch.device) -> torch.Tensor:
@@ -464,8 +465,7 @@ class _Stage3Run:
             self._restore_best_outputs()
         if info.is_main:
             if self.best_values is not None and self.best_outputs is not None:
-                write_predictions_csv(self.task, self.best_outputs, self.best_values,
-                                      self.run_dir / "predictions.validation.csv")
+                write_run_predictions(self.task, self.best_outputs, self.best_values, self.run_dir)
             write_json(self.run_dir / "metrics.json", result)
         distributed.barrier()
         return result
