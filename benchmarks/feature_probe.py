@@ -24,6 +24,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression, Ridge
 
 import affbench
+from affbench import task_contract as contract
 from affbench.core.config import config_digest, load_config
 from affbench.stages.extract import extract_features, video_features
 from affbench.stages.pipeline import stage3_records
@@ -59,13 +60,6 @@ def fit_predict(kind: str, strength: float, x: np.ndarray, y: np.ndarray, x_new:
     return out
 
 
-def label_kind(y: np.ndarray) -> str:
-    """continuous (real labels), classes (one integer column) or binary (several 0/1 columns)."""
-    if not np.allclose(y, np.round(y)):
-        return "continuous"
-    return "classes" if y.shape[1] == 1 else "binary"
-
-
 def probe_run(run_dir: Path) -> dict:
     """The probe's score of one run folder next to the run's own."""
     config = load_config(run_dir / "config.resolved.yaml")
@@ -81,7 +75,7 @@ def probe_run(run_dir: Path) -> dict:
     mean, std = tables["train"][0].mean(0), tables["train"][0].std(0) + 1e-6
     x = {name: (t[0] - mean) / std for name, t in tables.items()}
     y = {name: t[1] for name, t in tables.items()}
-    kind = label_kind(y["train"])
+    kind = contract.output_kind(task)  # continuous, classes or multilabel, as the task declares
     picked = STRENGTHS[0]
     if "selection" in x:
         scores = [task.metrics(fit_predict(kind, c, x["train"], y["train"], x["selection"]), y["selection"])[primary]
