@@ -26,8 +26,9 @@ from tqdm.auto import tqdm
 from affbench.data import FRAME_MAXCOUNT
 from affbench.data.records import VideoRecord
 from affbench.data.shard_loader import ShardBatchStream, ShardLoader, check_enough_shards
-from affbench.data.shard_manifest import LabelStatistics, ShardSetWriter
+from affbench.data.shard_manifest import LabelStatistics, ShardInfo, ShardSetWriter
 from affbench.data.shard_payloads import decode_json, decode_npy, encode_json, encode_npy
+from affbench.data.shard_reading import iter_member_groups, open_shard
 from affbench.data.shard_set import ShardSet
 
 KIND = "frame_shards"
@@ -132,6 +133,20 @@ def write_frame_shards(
 def decode_frame(members: dict[str, memoryview], key: str) -> dict[str, Any]:
     """A frame sample {key, jpg (bytes) or pixels (uint8 [S,S,3]), video, frame, labels float32 [L], valid} from
     its tar members."""
+    meta = _frame_meta(members)
+    if "jpg" in members:
+        image = {"jpg": bytes(members["jpg"])}
+    elif PIXELS in members:
+        pixels = decode_npy(members[PIXELS], PIXELS)
+        _check_crop(pixels)
+        image = {"pixels": pixels}
+    else:
+        raise ValueError(f"no image member: a frame sample holds jpg or {PIXELS}")
+    return {"key": key, **image, **meta}
+
+
+def _frame_meta(members: dict[str, memoryview]) -> dict[str, Any]:
+    """{video, frame, labels, valid} of a frame sample's json member; ValueError naming what is wrong."""
     meta = decode_json(members["json"], "json")
     for field in ("video", "frame", "valid", "labels"):
         if field not in meta:
@@ -139,23 +154,49 @@ def decode_frame(members: dict[str, memoryview], key: str) -> dict[str, Any]:
     labels = meta["labels"]
     if not isinstance(labels, list) or not all(isinstance(v, (int, float)) for v in labels):
         raise ValueError(f"json 'labels' must be a list of numbers, got {labels!r}")
-    if "jpg" in members:
-        image = {"jpg": bytes(members["jpg"])}
-    elif PIXELS in members:
-        pixels = decode_npy(members[PIXELS], PIXELS)
-        if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
-            raise ValueError(f"{PIXELS} must hold uint8 [S, S, 3] pixels, got {pixels.dtype} {pixels.shape}")
-        image = {"pixels": pixels}
-    else:
-        raise ValueError(f"no image member: a frame sample holds jpg or {PIXELS}")
-    return {
-        "key": key,
-        **image,
-        "video": str(meta["video"]),
-        "frame": int(meta["frame"]),
-        "labels": np.asarray(labels, dtype=np.float32),
-        "valid": bool(meta["valid"]),
-    }
+    return {"video": str(meta["video"]), "frame": int(meta["frame"]), "labels": np.asarray(labels, dtype=np.float32),
+            "valid": bool(meta["valid"])}
+
+
+def _check_crop(pixels: np.ndarray) -> None:
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ValueError(f"{PIXELS} must hold uint8 [S, S, 3] pixels, got {pixels.dtype} {pixels.shape}")
+
+
+def read_crop_shard(shard: ShardInfo, wanted: frozenset[str] | None = None) -> list[dict[str, Any] | None] | None:
+    """Every sample of a decoded-crop shard read at once, each as ``decode_frame`` and then ``frame_pixels`` give
+    it ({key, image, video, frame, labels, valid}; None for a video not in `wanted`, unread), or None when the
+    shard is not a regular crop shard: damaged, or a sample with other members, another array header or a
+    malformed json. The caller then reads it sample by sample (``decode_frame``), which names what is wrong and
+    applies the corrupt-input policy, so either way the same samples come out and the same errors are raised.
+
+    Read per sample, a 32 px crop costs several times its backbone's forward pass in Python calls; here the
+    shard's one array header is parsed once and every other crop is only compared with it and viewed in place.
+    """
+    try:
+        buffer = open_shard(shard)
+        samples: list[dict[str, Any] | None] = []
+        header: bytes | None = None
+        for key, members in iter_member_groups(buffer, shard.path):
+            if members.keys() != {"json", PIXELS}:
+                return None
+            if wanted is not None and key.rsplit("/", 1)[0] not in wanted:
+                samples.append(None)
+                continue
+            payload = members[PIXELS]
+            if header is None:  # the first crop read fully: its header is the one every other crop must carry
+                first = decode_npy(payload, PIXELS)
+                _check_crop(first)
+                if not first.flags.c_contiguous:
+                    return None
+                header, shape = bytes(payload[:len(payload) - first.nbytes]), first.shape
+            if len(payload) != len(header) + shape[0] * shape[1] * 3 or payload[:len(header)] != header:
+                return None
+            image = np.frombuffer(payload, dtype=np.uint8, offset=len(header)).reshape(shape)
+            samples.append({"key": key, "image": image, **_frame_meta(members)})
+    except (ValueError, TypeError, OverflowError):  # damage (CorruptShardError is a ValueError) or a bad value:
+        return None  # read sample by sample, which raises or skips it where and as it always does
+    return samples if len(samples) == shard.count else None
 
 
 def frame_pixels(sample: dict[str, Any]) -> np.ndarray:

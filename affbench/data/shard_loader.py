@@ -31,6 +31,11 @@ from affbench.data.shard_manifest import ShardInfo
 from affbench.data.shard_payloads import CorruptShardError
 from affbench.data.shard_reading import Decoder, SkipCounts, check_on_corrupt, iter_shard_samples, log
 
+# A whole-shard reader: every sample of a shard at once, exactly as `decode` gives them sample by sample, or None
+# when the shard is not one it reads (or is damaged): the shard is then read sample by sample, and what is wrong
+# raises or is skipped under the corrupt-input policy.
+ShardReader = Callable[[ShardInfo], "list[Any] | None"]
+
 # After this many consecutive resampled shard draws without one good sample, the set is unusable.
 _MAX_EMPTY_DRAWS_FACTOR = 4
 
@@ -109,6 +114,7 @@ class ShardBatchStream(IterableDataset):
         shuffle_buffer: int = 64,
         drop_last: bool = False,
         on_corrupt: str = "raise",
+        read_shard: ShardReader | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -127,6 +133,7 @@ class ShardBatchStream(IterableDataset):
         self.resampled_len = resampled_len
         self.shuffle_buffer = max(1, int(shuffle_buffer))
         self.on_corrupt = check_on_corrupt(on_corrupt)
+        self.read_shard = read_shard
         self.counts = SkipCounts()
 
     def _worker(self) -> tuple[int, int]:
@@ -140,6 +147,10 @@ class ShardBatchStream(IterableDataset):
 
     def _samples(self, shards: Sequence[ShardInfo], counts: SkipCounts) -> Iterator[Any]:
         for shard in shards:
+            whole = self.read_shard(shard) if self.read_shard is not None else None
+            if whole is not None:
+                yield from whole
+                continue
             yield from iter_shard_samples(
                 shard, self.decode, required=self.required, on_corrupt=self.on_corrupt, counts=counts
             )

@@ -94,21 +94,9 @@ def iter_shard_samples(
 
 def _iter_checked(shard, decode, required, on_corrupt, counts) -> Iterator[Any]:
     path = shard.path
-    try:
-        size = os.path.getsize(path)
-    except OSError as exc:
-        raise CorruptShardError(path, f"cannot be opened ({exc.strerror or exc})") from None
-    if size != shard.size:
-        raise CorruptShardError(path, f"holds {size} bytes but the manifest lists {shard.size} (truncated or altered)")
-    try:
-        buffer, st = _map_shard(path)
-    except OSError as exc:
-        raise CorruptShardError(path, f"cannot be read ({exc.strerror or exc})") from None
-    if shard.checksum is not None and (
-            found := verify_buffer(buffer, shard.checksum, file_version(path, st, shard.checksum))) is not None:
-        raise CorruptShardError(path, mismatch_message(found, shard.checksum))
+    buffer = open_shard(shard)
     seen = 0
-    for key, members in _iter_member_groups(buffer, path):
+    for key, members in iter_member_groups(buffer, path):
         seen += 1
         try:
             sample = _decode_sample(key, members, decode, required)
@@ -123,6 +111,26 @@ def _iter_checked(shard, decode, required, on_corrupt, counts) -> Iterator[Any]:
         raise CorruptShardError(path, f"holds {seen} samples but the manifest lists {shard.count}")
 
 
+def open_shard(shard: ShardInfo) -> memoryview:
+    """The mapped bytes of a shard whose size and checksum are those its manifest lists; CorruptShardError when
+    it is missing, truncated, unreadable or altered."""
+    path = shard.path
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise CorruptShardError(path, f"cannot be opened ({exc.strerror or exc})") from None
+    if size != shard.size:
+        raise CorruptShardError(path, f"holds {size} bytes but the manifest lists {shard.size} (truncated or altered)")
+    try:
+        buffer, st = _map_shard(path)
+    except OSError as exc:
+        raise CorruptShardError(path, f"cannot be read ({exc.strerror or exc})") from None
+    if shard.checksum is not None and (
+            found := verify_buffer(buffer, shard.checksum, file_version(path, st, shard.checksum))) is not None:
+        raise CorruptShardError(path, mismatch_message(found, shard.checksum))
+    return buffer
+
+
 def _decode_sample(key: str, members: dict[str, memoryview], decode: Decoder, required: frozenset[str]) -> Any:
     unsafe = sorted(ext for ext in members if not is_safe_extension(ext))
     if unsafe:
@@ -133,7 +141,9 @@ def _decode_sample(key: str, members: dict[str, memoryview], decode: Decoder, re
     return decode(members, key)
 
 
-def _iter_member_groups(buffer: memoryview, path: str) -> Iterator[tuple[str, dict[str, memoryview]]]:
+def iter_member_groups(buffer: memoryview, path: str) -> Iterator[tuple[str, dict[str, memoryview]]]:
+    """(key, {extension: payload view}) of each sample of a mapped shard, in stored order; CorruptShardError on a
+    broken tar stream or a member name without a key."""
     key: str | None = None
     members: dict[str, memoryview] = {}
     try:

@@ -3,7 +3,8 @@
 JPEG decoding runs in DataLoader workers and yields uint8 pixels; resizing and normalisation run once per
 batch, on the device the backbone uses (per-image torch calls cost several times more than the decode on a
 CPU). Samples of unwanted videos are dropped before decoding, so a resumed extraction does not pay for the
-frames it already has.
+frames it already has. A set of decoded crops is read a whole shard at a time (`CropShardReader`): nothing is
+decoded there, and per-sample Python calls were what the read cost.
 """
 
 from __future__ import annotations
@@ -30,6 +31,19 @@ class FrameDecoder:
         sample = decode_frame(members, key)
         sample["image"] = frame_pixels(sample)
         return sample
+
+
+class CropShardReader:
+    """The whole-shard reader of a decoded-crop set (``frame_shards.read_crop_shard``): what `FrameDecoder`
+    gives sample by sample, read at once; picklable."""
+
+    def __init__(self, wanted: Collection[str] | None = None) -> None:
+        self.wanted = None if wanted is None else frozenset(wanted)
+
+    def __call__(self, shard: Any) -> list[dict[str, Any] | None] | None:
+        from affbench.data.frame_shards import read_crop_shard
+
+        return read_crop_shard(shard, self.wanted)
 
 
 def collate_frames(samples: list[dict[str, Any] | None]) -> dict[str, Any]:
@@ -62,10 +76,11 @@ def frame_batches(shards_dir: str | Path, *, batch_size: int, workers: int, want
 
     shards = FrameShards(shards_dir)
     on_gpu = device is not None and device.type == "cuda"
-    workers = loader_workers(workers, crops=bool(shards.manifest.get("crops")), device=device)
+    crops = bool(shards.manifest.get("crops"))
+    workers = loader_workers(workers, crops=crops, device=device)
     stream = shards.batch_stream(decode=FrameDecoder(wanted), collate=collate_frames, batch_size=batch_size,
                                  shuffle_seed=shuffle_seed, epoch=epoch, shuffle_buffer=max(1024, 4 * batch_size),
-                                 rank=rank, world_size=world_size)
+                                 rank=rank, world_size=world_size, read_shard=CropShardReader(wanted) if crops else None)
     workers = min(int(workers), len(shards.shards) // max(1, world_size))
     if world_size > 1:
         from affbench.data.shard_loader import check_enough_shards
