@@ -165,8 +165,11 @@ def preprocess_images(images: Any, preprocess: Preprocess, *, device: torch.devi
         # Resize on the GPU when one is given: uint8 travels, floats are made where they are used.
         x = group.to(device).permute(0, 3, 1, 2).float()
         x = _resize(x, preprocess)
-        out.append((x - mean) / std)
-    return out[0].contiguous() if len(out) == 1 else torch.cat(out)
+        # Written straight into a contiguous tensor, then divided in place: the values of (x - mean) / std in one
+        # allocation and two passes, not three of each (what a 32 px batch's preprocessing spent most on).
+        normalised = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        out.append(torch.sub(x, mean, out=normalised).div_(std))
+    return out[0] if len(out) == 1 else torch.cat(out)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -55,6 +55,24 @@ def test_preprocess_modes_and_inputs_agree():
     assert mixed.shape == (2, 3, 224, 224)
 
 
+def test_preprocess_normalises_exactly_as_the_formula_says():
+    """(pixels - mean * 255) / (std * 255), float32, bit for bit, contiguous [B,3,S,S]: features cached from
+    earlier extractions stay those of the same images."""
+    rng = np.random.default_rng(1)
+    prep = Preprocess(image_size=16, mean=(0.48145466, 0.4578275, 0.40821073),
+                      std=(0.26862954, 0.26130258, 0.27577711), resize="pad")
+    mean = torch.tensor(prep.mean).view(1, 3, 1, 1) * 255.0
+    std = torch.tensor(prep.std).view(1, 3, 1, 1) * 255.0
+    at_size = rng.integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
+    got = preprocess_images(at_size, prep)
+    assert got.is_contiguous() and got.shape == (5, 3, 16, 16) and got.dtype == torch.float32
+    assert torch.equal(got, (torch.from_numpy(at_size).permute(0, 3, 1, 2).float() - mean) / std)
+    mixed = [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), rng.integers(0, 256, (9, 12, 3), dtype=np.uint8)]
+    got = preprocess_images(mixed, prep)
+    assert got.is_contiguous() and got.shape == (2, 3, 16, 16)
+    assert torch.equal(got[0], ((torch.from_numpy(mixed[0]).permute(2, 0, 1).float() - mean[0]) / std[0]))
+
+
 def test_preprocess_rejects_bad_input():
     pre = Preprocess(8, (0.5,) * 3, (0.5,) * 3)
     with pytest.raises(ValueError, match="uint8"):
