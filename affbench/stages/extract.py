@@ -4,8 +4,8 @@ into window shards.
 Per-video features are cached under ``<cache>/features/<key>/`` with the key of (dataset provenance,
 backbone name + options, weights identity, preprocessing): a request whose features exist is never
 recomputed, whichever config, task or suite asks. Extraction is resumable: every finished video is written
-atomically as it completes, and a rerun extracts only the videos still missing (their frames are skipped
-before JPEG decoding).
+atomically as it completes (by a thread beside the frame loop), and a rerun extracts only the videos still
+missing (their frames are skipped before JPEG decoding).
 
 Window shards are built from the cached features per (feature key, task, split and fold videos, window,
 stride, missing-face policy) under ``<cache>/windows/<key>/``; a complete set is reused as is.
@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -165,8 +166,12 @@ def extract_videos(config: Mapping[str, Any], inputs: StageInputs, backbone: nn.
     started = time.perf_counter()
     batches = frame_batches(shards_dir, batch_size=int(options["batch_size"]), workers=int(options["workers"]),
                             wanted=set(wanted), device=device)
-    with backbone_threads(), torch.inference_mode(), tqdm(total=total, desc=f"extract {inputs.task}", unit="frame",
-                                      disable=quiet, leave=False) as bar:
+    # A finished video's file is written (and flushed to disk) by one thread beside the loop, so the next batches'
+    # forward passes do not wait for the disk; leaving the block waits for every write, even after an error.
+    stores: list[Future] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="features") as writer, backbone_threads(), \
+            torch.inference_mode(), tqdm(total=total, desc=f"extract {inputs.task}", unit="frame", disable=quiet,
+                                         leave=False) as bar:
         for batch in batches:
             images = batch_to_input(batch["image"], backbone.preprocess, device)
             if device.type == "cuda":
@@ -177,10 +182,13 @@ def extract_videos(config: Mapping[str, Any], inputs: StageInputs, backbone: nn.
             for video, frame, feature in zip(batch["video"], batch["frame"], features, strict=True):
                 pending[video][int(frame)] = feature
                 if len(pending[video]) == len(expected[video]):
-                    _store_video(directory, wanted[video], expected[video], pending.pop(video),
-                                 stamps[video])
+                    stores.append(writer.submit(_store_video, directory, wanted[video], expected[video],
+                                                pending.pop(video), stamps[video]))
+            stores = _running(stores)
             done += len(batch["video"])
             bar.update(len(batch["video"]))
+    for store in stores:
+        store.result()
     unfinished = [v for v in pending if expected[v]]
     if unfinished:
         raise RuntimeError(f"extract: the frame shards in {shards_dir} lack frames of {len(unfinished)} video(s) "
@@ -190,6 +198,17 @@ def extract_videos(config: Mapping[str, Any], inputs: StageInputs, backbone: nn.
         tqdm.write(f"extract {inputs.task}: {done} frames of {len(wanted)} videos in {seconds:.1f} s "
                    f"({done / seconds:.0f} frames/s)")
     return done
+
+
+def _running(stores: list[Future]) -> list[Future]:
+    """The feature writes still running; a failed one raises its error here, stopping the extraction."""
+    running = []
+    for store in stores:
+        if store.done():
+            store.result()
+        else:
+            running.append(store)
+    return running
 
 
 def _store_video(directory: Path, record: VideoRecord, frames: list[int], features: dict[int, np.ndarray],
