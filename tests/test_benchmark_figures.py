@@ -29,6 +29,11 @@ def test_the_small_backbone_extraction_row_is_the_committed_runs():
     row = (f"| extraction, CLIP test config (32 px) vs forward only | before {_series(before)}×; "
            f"after {_series(after)}× (")
     assert row in README
+    # The whole-shard reads against the per-sample reads of decoded crops, measured in interleaved runs.
+    per_sample = _ratios("extraction-small-crops-*.json", name, baseline)
+    whole = _ratios("extraction-small-whole-shard-*.json", name, baseline)
+    assert (f"crops read per sample {_series(per_sample)}×, a whole shard at a time {_series(whole)}× (" in
+            README.split("| extraction, CLIP test config (32 px) vs forward only |")[1].split("\n")[0])
 
 
 def test_the_compile_row_is_the_committed_runs():
