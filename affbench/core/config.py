@@ -98,6 +98,15 @@ class DataSection:
 
 
 @dataclass
+class AugmentSection:
+    flip: bool = setting(False, "stage 1: mirror each training image left-right with probability 0.5")
+    shift: float = setting(0.0, "stage 1: move each training image by up to this fraction of its size, "
+                           "horizontally and vertically (edges repeated)")
+    lighting: float = setting(0.0, "stage 1: change each training image's contrast and brightness by up to "
+                              "this amount (x * (1 + c) + b, c and b uniform in [-lighting, lighting])")
+
+
+@dataclass
 class FinetuneSection:
     enabled: bool = setting(True, "stage 1: fine-tune the backbone on frame labels before extracting")
     tasks: ComponentList | None = setting(None, "stage 1 labels: the tasks whose heads are fine-tuned together "
@@ -115,6 +124,7 @@ class FinetuneSection:
                              "pretrained running statistics are kept, affine parameters still trained) or train "
                              "(running statistics re-estimated from the fine-tuning batches)",
                              choices=("frozen", "train"))
+    augment: AugmentSection = field(default_factory=AugmentSection)
 
 
 @dataclass
@@ -568,6 +578,7 @@ def _check_values(config: Config) -> None:
                  "train.workers", "finetune.workers", "extract.workers", "model.head.dropout"):
         positive(path, allow_zero=True)
     _check_dropouts(config)
+    _check_augment(config)
     _check_device(config)
     _check_windowing(config)
     fraction = config["train"]["select_fraction"]
@@ -581,6 +592,15 @@ def _check_values(config: Config) -> None:
                                   "train.select is 'last'; use train.select inner (or validation)")
     if config["task"] is None:
         raise ConfigError(f"{config.where('task')}: task: required; one of va, expr, au (or {{name, options}})")
+
+
+def _check_augment(config: Config) -> None:
+    """Stage 1 augmentation strengths lie in [0, 0.5): a larger shift or lighting change destroys the face."""
+    for key in ("shift", "lighting"):
+        path = f"finetune.augment.{key}"
+        value = config["finetune"]["augment"][key]
+        if not 0 <= value < 0.5:
+            raise ConfigError(f"{config.where(path)}: {path}: must lie in [0, 0.5), got {value}")
 
 
 def _check_windowing(config: Config) -> None:

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from affbench.output import write_bytes_atomic, write_manifest
 from affbench.stages import distributed
 from affbench.stages import feature_cache as cache
+from affbench.stages.augment import augment_images, augments
 from affbench.stages.frame_batches import batch_to_input, frame_batches
 from affbench.stages.multitask_labels import MultiTaskLabels
 from affbench.stages.stage_inputs import (
@@ -311,6 +312,7 @@ class _FinetuneRun:
                 loss_sum, seen = _train_epoch(self.trained, self.forward, self.task, self.optimizer, batches,
                                               self.backbone.preprocess, device, self.frames.n_frames,
                                               freeze_batchnorm=options["batchnorm"] == "frozen",
+                                              augment=options["augment"] if augments(options["augment"]) else None,
                                               desc=f"finetune {self.tasks_label} fold {self.inputs.fold} "
                                                    f"epoch {epoch + 1}", quiet=self.quiet)
             history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "frames": seen,
@@ -395,7 +397,7 @@ def set_train_mode(model: nn.Module, *, freeze_batchnorm: bool) -> None:
 
 def _train_epoch(model: nn.Module, forward: Any, task: MultiTaskLabels, optimizer: torch.optim.Optimizer,
                  batches: Any, preprocess: Any, device: torch.device, n_frames: int, *, freeze_batchnorm: bool,
-                 desc: str, quiet: bool) -> tuple[float, int]:
+                 augment: Mapping[str, Any] | None, desc: str, quiet: bool) -> tuple[float, int]:
     set_train_mode(model, freeze_batchnorm=freeze_batchnorm)
     amp = device.type == "cuda"
     loss_sum, seen = 0.0, 0
@@ -407,6 +409,8 @@ def _train_epoch(model: nn.Module, forward: Any, task: MultiTaskLabels, optimize
             if not distributed.all_ranks_have(batch is not None, device):
                 break
             images = batch_to_input(batch["image"], preprocess, device)
+            if augment is not None:
+                images = augment_images(images, augment)
             labels = batch["labels"].to(device, non_blocking=True)
             valid = batch["valid"].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
