@@ -18,6 +18,7 @@ from affbench.frame_stats import read_predictions
 from affbench.report import build_tables, legend
 from affbench.report_numbers import SCORED_ON_WINDOWS, ReportNumbers, row_label
 from affbench.scoring_rule import ScoringRule
+from affbench.stages.cli import _print as print_result
 from affbench.stages.evaluate import VideoOutputs, evaluate, frame_values, score
 from affbench.stages.trainer import train
 
@@ -96,7 +97,7 @@ def _windowed_from_csv(run_dir: Path, task, window: int, stride: int) -> dict[st
 
 
 @pytest.mark.parametrize("select", ["inner", "validation"])
-def test_training_on_windows_reports_the_windowed_score(tmp_path, select):
+def test_training_on_windows_reports_the_windowed_score(tmp_path, capsys, select):
     data = write_tiny_data(tmp_path / "data", "va")
     config = tiny_config("va", epochs=2, select=select)
     config["eval"]["scoring"] = "windows"
@@ -127,6 +128,8 @@ def test_training_on_windows_reports_the_windowed_score(tmp_path, select):
     # evaluate() of the reported checkpoint scores by the run's rule too.
     ev = evaluate(run_dir / "best.pt", data=data, quiet=True)
     assert ev["scoring"] == recorded["scoring"] and ev["metrics"] == pytest.approx(recorded["metrics"])
+    print_result(ev, False)
+    assert "frame scores on windows of 16 every 10 (eval.scoring: windows)" in capsys.readouterr().out
 
     # The report rescores the run by the same rule (no disagreement note) and marks the row.
     run = {"name": "tiny_va", "task": "va", "fold": 0, "seed": 0, "run_dir": str(run_dir),
