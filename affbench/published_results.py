@@ -95,6 +95,7 @@ def results_record(record: Mapping[str, Any], tables_markdown: str, *, wall_seco
         "configs": config_digests(record["runs"]),
         "runs": {"total": len(record["runs"]),
                  "trained": sum(1 for r in record["runs"] if r["status"] == "trained")},
+        "jobs": record.get("jobs"),  # runs trained at once on this machine (None: a cluster's jobs)
         "machine": machine_description(),
         "started": record["started"],
         "wall_seconds": wall_seconds,
@@ -132,10 +133,11 @@ def render_block(results: Mapping[str, Any], source: str) -> str:
     data = "; ".join(", ".join(f"{k} {d[k]}" for k in ("name", "size", "seed", "generator_version") if k in d)
                      for d in results["datasets"])
     digests = sorted(c["digest"][:12] for c in results["configs"])
+    side_by_side = f", {results['jobs']} at a time" if (results.get("jobs") or 1) > 1 else ""
     lines = [
         BEGIN,
         f"Suite `{results['suite']}` (`{results['suite_file']}`; folds {', '.join(str(f) for f in results['folds'])}; "
-        f"{results['runs']['total']} runs, {results['runs']['trained']} trained) took "
+        f"{results['runs']['total']} runs, {results['runs']['trained']} trained{side_by_side}) took "
         f"**{_minutes(results['wall_seconds'])}** wall on a {hardware}, {m['system']}, torch {m['torch']}, "
         f"affbench {results['affbench_version']}, started {results['started']}. Data: {data}.",
         "",

@@ -248,6 +248,7 @@ def _run_record(config: Any, fold: int, run_dir: Path, metrics: Mapping[str, Any
         "seed": int(config["train"]["seed"]),
         "config": config.to_dict(),
         "metrics": dict((metrics or {}).get("metrics") or {}),
+        "primary_metric": (metrics or {}).get("primary_metric"),
         "best_epoch": (metrics or {}).get("best_epoch"),
         "components": plugin_versions(config)["components"],
         "data_provenance": dict(data_provenance or {}),
@@ -257,31 +258,64 @@ def _run_record(config: Any, fold: int, run_dir: Path, metrics: Mapping[str, Any
 
 def run_suite(suite: Suite, out_dir: str | Path, *, folds: str | None = None, data: str | None = None,
               root: str | Path | None = None, device: str | None = None, force: bool = False, quiet: bool = False,
-              report: bool = True, plots: bool = True, echo: bool = True) -> dict[str, Any]:
+              report: bool = True, plots: bool = True, echo: bool = True, jobs: int | str = 1) -> dict[str, Any]:
     """Run every (config, fold) of `suite` into `out_dir`, write suite.json and the report; returns suite.json.
 
     `device` overrides every config's (see affbench.devices); `quiet` silences progress; `echo` prints the
-    report's tables.
+    report's tables. `jobs` runs train at once in worker processes ('auto': as many as the cores hold, see
+    affbench.suite_pool); 1 trains them in this process, one after another.
     """
+    from affbench.suite_pool import resolve_jobs
+
     out_dir = Path(out_dir)
     started = time.time()
     planned = plan_runs(suite, folds=folds, overrides=suite_overrides(data, root, device))
+    workers = resolve_jobs(jobs, [config for config, *_ in planned])
     preflight_suite(planned, out_dir)
-    runs: list[dict[str, Any]] = []
-    for i, (config, fold, seed) in enumerate(planned):
-        runs.append(run_one(config, fold, seed, out_dir, label=run_label(config, fold, seed, i, len(planned)),
-                            force=force, quiet=quiet))
+    if workers > 1:
+        runs = _train_side_by_side(planned, out_dir, jobs=workers, force=force, quiet=quiet)
+    else:
+        runs = [run_one(config, fold, seed, out_dir, label=run_label(config, fold, seed, i, len(planned)),
+                        force=force, quiet=quiet) for i, (config, fold, seed) in enumerate(planned)]
     return write_suite_outputs(suite, out_dir, planned, runs, data=data, root=root, device=device, force=force,
-                               started=started, report=report, plots=plots, echo=echo)
+                               started=started, report=report, plots=plots, echo=echo, jobs=workers)
+
+
+def _train_side_by_side(planned: Sequence[tuple[Any, int, int | None]], out_dir: Path, *, jobs: int, force: bool,
+                        quiet: bool) -> list[dict[str, Any]]:
+    """Stages 1-2 of every run not done yet here, in plan order (one writer per cache entry), then stage 3 of
+    every run in `jobs` worker processes; each run's line is printed as it finishes."""
+    from affbench.stages.pipeline import prepare_window_shards
+    from affbench.stages.run_dir import run_dir_path
+    from affbench.suite_pool import run_in_pool
+
+    calls = []
+    for i, (config, fold, seed) in enumerate(planned):
+        label = run_label(config, fold, seed, i, len(planned))
+        done = run_is_done(run_dir_path(seed_out_dir(out_dir, seed), config, fold), config, force=force)
+        if not quiet and not done:
+            print(f"{label}: preparing window shards", flush=True)
+        data = None if done else prepare_window_shards(config, fold=fold, quiet=quiet)
+        calls.append({"config": config, "fold": fold, "seed": seed, "out_dir": out_dir, "label": label,
+                      "force": force, "quiet": True, "data": data})
+    if not quiet:
+        print(f"training {len(calls)} runs, {jobs} at a time in worker processes", flush=True)
+
+    def finished(index: int, record: dict[str, Any]) -> None:
+        if not quiet:
+            print(run_summary(calls[index]["label"], record), flush=True)
+
+    return run_in_pool(run_one, calls, jobs=jobs, on_done=finished)
 
 
 def run_one(config: Any, fold: int, seed: int | None, out_dir: Path, *, label: str, force: bool, quiet: bool,
-            lock: bool = True) -> dict[str, Any]:
+            lock: bool = True, data: Any = None) -> dict[str, Any]:
     """Train one planned run into its folder under `out_dir` (or skip it when finished); its suite record.
 
     `lock` holds the run folder meanwhile: another suite on this --out may be training the row, so this waits
     for it and then finds its metrics.json. Ranks other than 0 of a data-parallel run pass False (rank 0 holds
-    it for them).
+    it for them). `data`: the run's window shards when the caller has prepared them (stages 1-2 then do not
+    run here).
     """
     import contextlib
 
@@ -291,7 +325,7 @@ def run_one(config: Any, fold: int, seed: int | None, out_dir: Path, *, label: s
     run_out = seed_out_dir(out_dir, seed)
     run_dir = run_dir_path(run_out, config, fold)
     with run_folder_lock(run_dir, wait=True) if lock else contextlib.nullcontext():
-        return _run_row(config, fold, run_dir, label, out_dir=run_out, force=force, quiet=quiet)
+        return _run_row(config, fold, run_dir, label, out_dir=run_out, force=force, quiet=quiet, data=data)
 
 
 def run_label(config: Any, fold: int, seed: int | None, index: int, total: int) -> str:
@@ -302,10 +336,11 @@ def run_label(config: Any, fold: int, seed: int | None, index: int, total: int) 
 
 def write_suite_outputs(suite: Suite, out_dir: Path, planned: Sequence[tuple[Any, int, int | None]],
                         runs: list[dict[str, Any]], *, data: str | None, root: str | Path | None,
-                        device: str | None = None, force: bool, started: float, report: bool = True, plots: bool = True, echo: bool = True
-                        ) -> dict[str, Any]:
+                        device: str | None = None, force: bool, started: float, report: bool = True, plots: bool = True, echo: bool = True,
+                        jobs: int | None = None) -> dict[str, Any]:
     """suite.json and the report of finished `runs` (one record per planned run, from `_run_row`); whoever ran
-    them (this process, or a cluster's jobs) gathers them here. Returns suite.json's record."""
+    them (this process, or a cluster's jobs) gathers them here. `jobs`: how many runs trained at once on this
+    machine (None: they were a cluster's jobs). Returns suite.json's record."""
     from affbench.output import write_json
     from affbench.stages.run_dir import plugin_versions
 
@@ -320,6 +355,8 @@ def write_suite_outputs(suite: Suite, out_dir: Path, planned: Sequence[tuple[Any
                  "datasets": _datasets(runs)},
         "overrides": {**suite.overrides, **suite_overrides(data, root, device)},
         "force": force,
+        # Runs that shared the machine shared its cores (and its memory bandwidth): a reader weighs timings by it.
+        "jobs": jobs,
         "environment": {**plugin_versions(), "machine": platform.machine(), "processor": platform.processor()},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
         "seconds": round(time.time() - started, 3),
@@ -364,39 +401,55 @@ def preflight_suite(planned: Sequence[tuple[Any, ...]], out_dir: Path) -> None:
         open_dataset(json.loads(spec))  # built once per process: the rows reuse it
 
 
+def run_is_done(run_dir: Path, config: Any, *, force: bool) -> bool:
+    """Whether a suite skips the row: its folder holds final metrics of this config and `force` is off."""
+    return not force and (run_dir / "metrics.json").is_file() and _holds_no_other_config(run_dir, config)
+
+
+def run_summary(label: str, record: Mapping[str, Any]) -> str:
+    """A finished run's progress line: its primary metric and where the time went, or that it was skipped."""
+    if record["status"] != "trained":
+        return f"{label}: done before, skipped ({Path(record['run_dir']) / 'metrics.json'})"
+    primary = record.get("primary_metric")
+    value = record["metrics"].get(primary)
+    shown = f"{primary} {value:.4f}" if isinstance(value, float) else "no metric"
+    seconds = record["seconds"]
+    return f"{label}: {shown} (stages 1-2 {seconds['stages_1_2']:.1f} s, train {seconds['train']:.1f} s)"
+
+
 def _run_row(config: Any, fold: int, run_dir: Path, label: str, *, out_dir: Path, force: bool,
-             quiet: bool) -> dict[str, Any]:
+             quiet: bool, data: Any = None) -> dict[str, Any]:
     """Train one (config, fold) row, or skip it when its run folder holds final metrics of this config."""
     from affbench.stages.pipeline import window_data
     from affbench.stages.trainer import train
 
-    metrics_path = run_dir / "metrics.json"
     no_other_config = _holds_no_other_config(run_dir, config)
-    if metrics_path.is_file() and no_other_config and not force:
-        metrics = _read_json(metrics_path)
+    if run_is_done(run_dir, config, force=force):
+        metrics = _read_json(run_dir / "metrics.json")
         provenance = _read_json(run_dir / "data_provenance.json")
+        record = _run_record(config, fold, run_dir, metrics, status="skipped (has metrics.json)",
+                             seconds={}, data_provenance=provenance.get("data", provenance))
         if not quiet:
-            print(f"{label}: done before, skipped ({metrics_path})", flush=True)
-        return _run_record(config, fold, run_dir, metrics, status="skipped (has metrics.json)",
-                           seconds={}, data_provenance=provenance.get("data", provenance))
-    if not quiet:
+            print(run_summary(label, record), flush=True)
+        return record
+    if not quiet and data is None:
         print(f"{label}: preparing window shards", flush=True)
     t0 = time.perf_counter()
-    data = window_data(config, fold=fold, quiet=quiet)  # the route train() takes when it is given no data
+    prepared = data is not None
+    data = window_data(config, fold=fold, quiet=quiet, data=data)  # the route train() takes when given no data
     t1 = time.perf_counter()
     # A run directory left by another config is retrained from scratch, never resumed or reported.
     metrics = train(config, fold=fold, out_dir=out_dir, resume=no_other_config and not force, quiet=quiet,
                     data=data)
     t2 = time.perf_counter()
-    seconds = {"stages_1_2": round(t1 - t0, 3), "train": round(t2 - t1, 3)}
+    # Shards its caller prepared: stages 1-2 took what they took there.
+    stages = float(data.provenance.get("seconds", 0.0)) if prepared else t1 - t0
+    seconds = {"stages_1_2": round(stages, 3), "train": round(t2 - t1, 3)}
+    record = _run_record(config, fold, run_dir, metrics, status="trained", seconds=seconds,
+                         data_provenance=data.provenance)
     if not quiet:
-        primary = metrics.get("primary_metric")
-        value = (metrics.get("metrics") or {}).get(primary)
-        shown = f"{primary} {value:.4f}" if isinstance(value, float) else "no metric"
-        print(f"{label}: {shown} (stages 1-2 {seconds['stages_1_2']:.1f} s, train {seconds['train']:.1f} s)",
-              flush=True)
-    return _run_record(config, fold, run_dir, metrics, status="trained", seconds=seconds,
-                       data_provenance=data.provenance)
+        print(run_summary(label, record), flush=True)
+    return record
 
 
 def _holds_no_other_config(run_dir: Path, config: Any) -> bool:

@@ -39,6 +39,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--launcher", choices=("serial", "submitit"), default="serial",
                    help="serial: every run in this process, one after another (default); submitit: stage jobs, "
                         "then one job per run, on Slurm (or --cluster local)")
+    p.add_argument("--jobs", default=None, metavar="N|auto",
+                   help="with the serial launcher: runs that train at once, each in its own process, after the "
+                        "shared stages are filled here (default auto: on a CPU, the usable cores divided by the "
+                        "largest train.threads, at most one per run; on a GPU, 1). 1: every run in this process. "
+                        "Numbers do not depend on it: train.threads fixes each run's torch threads")
     p.add_argument("--cluster", choices=("slurm", "local"), default="slurm",
                    help="with --launcher submitit: slurm, or local (submitit's executor: jobs as processes here)")
     p.add_argument("--partition", default=None, help="with --launcher submitit: the Slurm partition")
@@ -63,8 +68,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def _suite(args: argparse.Namespace) -> int:
     from affbench.suite import resolve_suite, run_suite
+    from affbench.suite_pool import parse_jobs
 
     quiet = bool(getattr(args, "quiet", False))
+    jobs = parse_jobs(args.jobs)  # a bad value fails before anything is planned
     # Input errors (SuiteError, ConfigError, a missing dataset ...) are reported by the `affbench` entry point.
     suite = resolve_suite(args.name, args.data)
     out = Path(args.out) if args.out else Path(DEFAULT_OUT) / suite.name
@@ -78,6 +85,11 @@ def _suite(args: argparse.Namespace) -> int:
     if args.launcher == "submitit":
         from affbench.suite_launch import SuiteJobsFailed, launch_suite
 
+        if args.jobs is not None:
+            from affbench.suite import SuiteError
+
+            raise SuiteError("--jobs is for --launcher serial; with submitit every run is a job of its own")
+
         try:
             record = launch_suite(suite, out, cluster=args.cluster, partition=args.partition,
                                   gpus_per_run=args.gpus_per_run, timeout_min=args.timeout_min, force=args.force,
@@ -88,7 +100,8 @@ def _suite(args: argparse.Namespace) -> int:
     else:
         if not quiet:
             print(f"suite '{suite.name}': runs and report go to {out}; {_where_home()}", flush=True)
-        record = run_suite(suite, out, force=args.force, quiet=quiet, plots=not args.no_plots, **where)
+        record = run_suite(suite, out, force=args.force, quiet=quiet, plots=not args.no_plots,
+                           jobs=jobs, **where)
     print(_closing(record, out, main=suite.main, quiet=quiet))
     return 0
 
