@@ -230,8 +230,8 @@ def reading_guide(main: str | None, runs: Sequence[Mapping[str, Any]] = ()) -> l
         f"`{SIGNIFICANT}`  the row's paired difference from `{main}` (Table 3) has an interval that excludes 0",
         f"`{SELECTED_ON_REPORTED}`  its epoch was chosen on the reported frames (`train.select: validation`): "
         "optimistic",
-        *([f"`{SCORED_ON_WINDOWS}`  scored on windows (`eval.scoring: windows`): tails dropped, overlaps counted "
-           "twice, not ABAW's every-frame-once score"] if on_windows else []),
+        *([f"`{SCORED_ON_WINDOWS}`  scored on windows (`eval.scoring: windows`): tails dropped, a frame counted "
+           "once per window holding it; not ABAW's every-frame-once score"] if on_windows else []),
     ]
 
 

@@ -15,7 +15,7 @@ from affbench.core.config import ConfigError, load_config
 from affbench.data.window_shards import WindowShards
 from affbench.data.windows import window_counts
 from affbench.frame_stats import read_predictions
-from affbench.report import build_tables, legend
+from affbench.report import build_tables, legend, reading_guide
 from affbench.report_numbers import SCORED_ON_WINDOWS, ReportNumbers, row_label
 from affbench.scoring_rule import ScoringRule
 from affbench.stages.cli import _print as print_result
@@ -144,6 +144,8 @@ def test_training_on_windows_reports_the_windowed_score(tmp_path, capsys, select
     frames_numbers = ReportNumbers([frames_run], main="tiny_va")
     assert SCORED_ON_WINDOWS not in row_label(frames_numbers, "tiny_va")
     assert not any(SCORED_ON_WINDOWS in line for line in legend(frames_numbers))
+    assert [SCORED_ON_WINDOWS in line for line in reading_guide("tiny_va", [run])].count(True) == 1
+    assert not any(SCORED_ON_WINDOWS in line for line in reading_guide("tiny_va", [frames_run]))
     # Rescored every frame once, the run disagrees with its windowed metrics.json, and the report says so.
     assert any("metrics.json says" in n for n in frames_numbers.notes)
 
