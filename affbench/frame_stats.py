@@ -8,6 +8,9 @@ shards the run was validated on.
 A task's ``scoring`` (affbench.task_contract) says which additive statistics one video contributes (CCC sums
 per dimension; tp/fp/fn per class or label) and how the table's scores follow from them, so that
 ``score(sum of video statistics)`` equals the task's own metric on the concatenated frames.
+
+A run scored under ``eval.scoring: windows`` is rescored by the same rule (affbench.scoring_rule): each video's
+statistics count the frames of its full windows, each as often as windows hold it, as its metrics.json does.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 
 from affbench import metrics as abaw
 from affbench import task_contract as contract
+from affbench.scoring_rule import ScoringRule
 
 PREDICTIONS_FILE = "predictions.validation.csv"
 
@@ -47,23 +51,28 @@ class RunFrames:
     pred: dict[str, np.ndarray]  # video -> float [n, P]
     true: dict[str, np.ndarray]  # video -> float [n, P]
     scored: dict[str, np.ndarray]  # video -> bool [n]: valid label, scored by the task's metric
+    rule: ScoringRule = ScoringRule()  # how often each scored frame counts (the run's eval.scoring)
 
     def video_stats(self, keep: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """video -> the task's statistics over its scored frames (also where `keep` [n] is True)."""
         scoring = task_scoring(self.task)
         out = {}
         for video, scored in self.scored.items():
-            rows = scored if keep is None else scored & keep[video]
+            rows = self.rule.scored_index(scored if keep is None else scored & keep[video])
             out[video] = scoring.stats(self.pred[video][rows], self.true[video][rows])
         return out
 
     def scored_labels(self) -> dict[str, np.ndarray]:
-        """video -> the labels [k, P] of its scored frames."""
-        return {v: self.true[v][self.scored[v]] for v in self.true}
+        """video -> the labels [k, P] of its scored frames, each as often as it counts."""
+        return {v: self.true[v][self.rule.scored_index(self.scored[v])] for v in self.true}
+
+    def n_scored(self) -> int:
+        """Scored frames over all videos, each as often as it counts."""
+        return int(sum(self.rule.scored_index(m).size for m in self.scored.values()))
 
     def labels_only(self, pred: Mapping[str, np.ndarray]) -> RunFrames:
         """The same frames and labels with other predictions (video -> [n, P]): how references are scored."""
-        return RunFrames(self.task, dict(pred), self.true, self.scored)
+        return RunFrames(self.task, dict(pred), self.true, self.scored, self.rule)
 
 
 def task_scoring(task: str) -> TaskScoring | None:
@@ -131,9 +140,9 @@ def _window_shard_labels(run_dir: str | Path) -> dict[str, tuple[np.ndarray, np.
     return out
 
 
-def read_run_frames(run_dir: str | Path | None, task: str) -> RunFrames | None:
-    """The scored frames of a run of `task`; None when its predictions or labels are missing, or the task
-    declares no per-video scoring."""
+def read_run_frames(run_dir: str | Path | None, task: str, rule: ScoringRule | None = None) -> RunFrames | None:
+    """The scored frames of a run of `task` under its scoring `rule` (default every frame once); None when its
+    predictions or labels are missing, or the task declares no per-video scoring."""
     if run_dir is None or task_scoring(task) is None:
         return None
     preds = read_predictions(run_dir)
@@ -150,4 +159,4 @@ def read_run_frames(run_dir: str | Path | None, task: str) -> RunFrames | None:
             return None
         pred[video], true[video] = values, np.asarray(label, np.float64)
         scored[video] = np.asarray(valid, bool) & contract.valid_rows(checker, true[video])
-    return RunFrames(task, pred, true, scored)
+    return RunFrames(task, pred, true, scored, rule or ScoringRule())

@@ -26,11 +26,13 @@ from affbench.bootstrap import Estimate
 from affbench.output import fixed, format_table, markdown_table
 from affbench.references import REFERENCES, reference_title, selected_on_scored
 from affbench.report_numbers import (
+    SCORED_ON_WINDOWS,
     SELECTED_ON_REPORTED,
     BootstrapSettings,
     Cell,
     ReportNumbers,
     row_label,
+    scoring_rule,
     selection_mode,
     table_columns,
     task_metrics,
@@ -145,7 +147,8 @@ def build_tables(runs: Sequence[Mapping[str, Any]], *, main: str | None = None,
             cells.append("—" if total is None else fixed(total))
             if total is not None:
                 values[MULTITASK_SCORE] = {"mean": total}
-        table2_rows.append({"row": name, "select": numbers.row_selection(name), "values": values, "cells": cells})
+        table2_rows.append({"row": name, "select": numbers.row_selection(name), "scoring": numbers.row_scoring(name),
+                            "values": values, "cells": cells})
         if name != main:
             table3_rows.append({"row": name, "values": diffs, "cells": diff_cells})
     table2_refs = []
@@ -162,12 +165,20 @@ def build_tables(runs: Sequence[Mapping[str, Any]], *, main: str | None = None,
         "main_row": main,
         "main_label": row_label(numbers, main) if main else None,
         "folds": folds,
+        "on_windows": numbers.on_windows(),
         "table1": {"header": ["Metric", *(_fold_label(f) for f in folds), "All runs"], "rows": table1_rows,
                    "references": table1_refs},
         "table2": {"header": ["Method", *(c[2] for c in columns), *[MULTITASK_SCORE] * with_score],
                    "rows": table2_rows, "references": table2_refs},
         "table3": {"header": [f"Method - {main}", *(f"Δ{c[2]}" for c in columns)], "rows": table3_rows},
     }
+
+
+WINDOWS_LEGEND = (
+    f"`{SCORED_ON_WINDOWS}`: scored on windows (`eval.scoring: windows`, the authors' earlier code): each validation "
+    "video counts the frames of its full windows (`data.window` every `data.stride`), a frame in two windows "
+    "twice, a video's tail and a video shorter than the window never; every value of the row, its interval and "
+    "its paired difference count frames that way. Not ABAW's score, which counts every labelled frame once.")
 
 
 def legend(numbers: ReportNumbers) -> list[str]:
@@ -188,6 +199,7 @@ def legend(numbers: ReportNumbers) -> list[str]:
         f"`{SELECTED_ON_REPORTED}`: selected on the reported frames (`train.select: validation`, the default when a "
         "config has no `train.select`): the epoch kept was chosen on the very frames the table scores, which "
         "flatters the number.",
+        *([WINDOWS_LEGEND] if numbers.on_windows() else []),
         "A value without brackets comes from a run whose per-frame predictions are missing: no interval.",
     ]
 
@@ -207,8 +219,9 @@ def scope_note(datasets: Sequence[Mapping[str, Any]], folds: Sequence[int | None
     return None
 
 
-def reading_guide(main: str | None) -> list[str]:
+def reading_guide(main: str | None, runs: Sequence[Mapping[str, Any]] = ()) -> list[str]:
     """How to read the printed tables, for the end of a suite's output (report.md's legend has the detail)."""
+    on_windows = any(scoring_rule(run).on_windows for run in runs)
     return [
         "`0.412 [0.35, 0.47] n=1`  the value, its 95 % interval (bootstrap over validation videos), runs in the "
         "cell",
@@ -217,6 +230,8 @@ def reading_guide(main: str | None) -> list[str]:
         f"`{SIGNIFICANT}`  the row's paired difference from `{main}` (Table 3) has an interval that excludes 0",
         f"`{SELECTED_ON_REPORTED}`  its epoch was chosen on the reported frames (`train.select: validation`): "
         "optimistic",
+        *([f"`{SCORED_ON_WINDOWS}`  scored on windows (`eval.scoring: windows`): tails dropped, a frame counted "
+           "once per window holding it; not ABAW's every-frame-once score"] if on_windows else []),
     ]
 
 
@@ -275,8 +290,9 @@ def render_text(tables: Mapping[str, Any], *, title: str) -> str:
         table = tables[key]
         if table["rows"]:
             parts += [titles[key], _wrapped_table(_all_rows(table), table["header"]), ""]
+    windows = f"; {SCORED_ON_WINDOWS} scored on windows" if tables.get("on_windows") else ""
     parts.append(f"{SIGNIFICANT} difference from {tables['main_row']} excludes 0; {SELECTED_ON_REPORTED} selected on "
-                 "the reported frames; legend in report.md")
+                 f"the reported frames{windows}; legend in report.md")
     return "\n".join(parts)
 
 
@@ -375,11 +391,12 @@ def write_report(runs: Sequence[Mapping[str, Any]], out_dir: str | Path, *, titl
         "values": numbers.values_json(), "references": numbers.references_json(),
         "differences": numbers.differences_json(),
         "selection": {row: numbers.row_selection(row) for row in numbers.rows()},
+        "scoring": {row: numbers.row_scoring(row) for row in numbers.rows()},
         "legend": legend(numbers), "plots": plot_files, "notes": list(notes), "scope": scope,
         "made": list(made),
         "tables_markdown": tables_markdown(tables, legend_lines=legend(numbers), level=4),
         "runs": [{**{k: run.get(k) for k in ("name", "task", "fold", "seed", "metrics", "run_dir")},
-                  "select": selection_mode(run)} for run in runs],
+                  "select": selection_mode(run), "scoring": scoring_rule(run).to_dict()} for run in runs],
     }
     write_json(out_dir / "report.json", json.loads(json.dumps(report, default=str)))
     return report

@@ -3,16 +3,20 @@
 * **Runs.** Each (row, task, fold, seed) run is rescored from its scored frames (``affbench.frame_stats``): the
   point value is the task's metric on all scored frames; its interval comes from resampling the fold's
   validation videos (``affbench.bootstrap``). A run without predictions keeps its metrics.json value and has
-  no interval.
+  no interval. A run's frames count as its ``eval.scoring`` says (every frame once, or as often as full windows
+  hold them: ``affbench.scoring_rule``), so the rescored value equals its metrics.json value either way; a row
+  scored on windows is marked ``‡``.
 * **Draws.** One set of draws per (task, fold), seeded by (bootstrap seed, task, fold) and shared by every row,
   seed and reference of that fold: differences and means line up draw by draw.
 * **Cells.** A table cell holding several runs (folds x seeds) shows their mean, the population std over
   them and n; its interval is the percentile interval of the mean over the runs, draw by draw (every run
   resampled with its fold's draws). It covers the resampling of validation videos with the trained models
   held fixed; the std shows the spread between runs.
-* **References.** Label-only predictors (``affbench.references``) on each fold's scored frames.
+* **References.** Label-only predictors (``affbench.references``) on each fold's scored frames (counted by the
+  scoring rule of the first run of the fold that has its frames).
 * **Differences.** Each row minus the main row, run by run paired on the same fold (and the same seed position),
   scored on the frames both runs scored and on the same draws; a cell's difference is the mean over the pairs.
+  Each run counts those frames by its own scoring rule, as its cell does.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from affbench.bootstrap import (
 )
 from affbench.frame_stats import RunFrames, common_frames, read_run_frames, task_scoring
 from affbench.references import Reference, reference_title, references_for, training_label_stats
+from affbench.scoring_rule import WINDOWS, ScoringRule
 
 SELECT_MODES = ("inner", "last", "validation")
 # A run whose config has no train.select chose its checkpoint on the validation frames it reports.
@@ -87,6 +92,11 @@ def selection_mode(run: Mapping[str, Any]) -> str:
     """``train.select`` of a run's resolved config (inner | last | validation); missing means validation."""
     train = ((run.get("config") or {}).get("train") or {})
     return str(train.get("select") or SELECT_DEFAULT)
+
+
+def scoring_rule(run: Mapping[str, Any]) -> ScoringRule:
+    """``eval.scoring`` of a run's resolved config (with its windows); missing means every frame once."""
+    return ScoringRule.of(run.get("config"))
 
 
 @dataclass
@@ -173,7 +183,7 @@ class ReportNumbers:
         metrics = run.get("metrics") or {}
         shown = (*task_metrics(run["task"]), *added_metrics(run))
         values = {m: float(metrics[m]) for m in shown if m in metrics}
-        return RunScores(run, read_run_frames(run.get("run_dir"), run["task"]), values)
+        return RunScores(run, read_run_frames(run.get("run_dir"), run["task"], scoring_rule(run)), values)
 
     @staticmethod
     def _groups(scores: Iterable[RunScores]) -> dict[tuple[str, int | None], list[RunScores]]:
@@ -220,6 +230,14 @@ class ReportNumbers:
     def row_selection(self, row: str) -> list[str]:
         """The distinct selection modes of a row's runs."""
         return sorted({selection_mode(s.run) for s in self.scores if s.row == row})
+
+    def row_scoring(self, row: str) -> list[str]:
+        """The distinct scoring rules (``eval.scoring``) of a row's runs."""
+        return sorted({scoring_rule(s.run).rule for s in self.scores if s.row == row})
+
+    def on_windows(self) -> bool:
+        """Whether any run is scored on windows (the tables then explain the mark)."""
+        return any(scoring_rule(s.run).on_windows for s in self.scores)
 
     def runs_of(self, row: str, task: str, fold: int | None | str = ALL) -> list[RunScores]:
         return sorted((s for s in self.scores if s.row == row and s.task == task and (fold == ALL or s.fold == fold)),
@@ -283,10 +301,11 @@ class ReportNumbers:
                     "row": s.row, "task": s.task, "fold": s.fold, "seed": s.seed, "metric": metric,
                     "value": value, "low": est.low if est else None, "high": est.high if est else None,
                     "metrics_json": (s.run.get("metrics") or {}).get(metric),
-                    "frames": int(sum(m.sum() for m in frames.scored.values())) if frames else None,
+                    "frames": frames.n_scored() if frames else None,
                     "videos": len(frames.scored) if frames else None,
                     "clusters": len(self.draws[(s.task, s.fold)].clusters) if frames else None,
-                    "select": selection_mode(s.run), "run_dir": s.run.get("run_dir"),
+                    "select": selection_mode(s.run), "scoring": scoring_rule(s.run).to_dict(),
+                    "run_dir": s.run.get("run_dir"),
                 })
         return out
 
@@ -318,11 +337,15 @@ class ReportNumbers:
 
 
 SELECTED_ON_REPORTED = "†"  # the row's checkpoint was chosen on the frames the table scores
+SCORED_ON_WINDOWS = "‡"  # the row's metrics count the frames of full windows (eval.scoring: windows)
 
 
 def row_label(numbers: ReportNumbers, row: str) -> str:
-    """The row's name, marked when any of its runs was selected on the reported frames."""
-    return f"{row} {SELECTED_ON_REPORTED}" if "validation" in numbers.row_selection(row) else row
+    """The row's name, marked when any of its runs was selected on the reported frames, and when any was
+    scored on windows rather than on every frame once."""
+    marks = [SELECTED_ON_REPORTED] * ("validation" in numbers.row_selection(row))
+    marks += [SCORED_ON_WINDOWS] * (WINDOWS in numbers.row_scoring(row))
+    return " ".join([row, *marks])
 
 
 def table_columns(runs: Sequence[Mapping[str, Any]], which: str) -> list[tuple[str, str, str]]:

@@ -129,7 +129,7 @@ def _closing(record: dict, out: Path, *, main: str | None, quiet: bool) -> str:
     lines = [
         "", done, "",
         "Reading the tables:",
-        *(f"  {line}" for line in reading_guide(main_row(record["runs"], main))),
+        *(f"  {line}" for line in reading_guide(main_row(record["runs"], main), record["runs"])),
         *(["", f"What this run can show: {scope}"] if scope else []),
         "",
         f"Runs: {out} ({format_size(folder_size(out))}). Data: {', '.join(roots) or 'as configured'}. "

@@ -79,6 +79,8 @@ class Key:
 
 # train.select: the split that picks the reported epoch (and tunes AU thresholds), or none.
 SELECT_MODES = ("inner", "last", "validation")
+# eval.scoring: every labelled frame once (ABAW), or the frames of full windows, each as often as windows hold it.
+SCORING_RULES = ("frames", "windows")
 
 
 @dataclass
@@ -191,6 +193,10 @@ class EvalSection:
     tune_thresholds: bool = setting(False, "AU: tune per-AU thresholds on the split that train.select scores "
                                     "(the held-out training videos under inner; not with select: last)")
     batch_size: int = setting(64, "windows per batch when predicting")
+    scoring: str = setting("frames", "which frames the reported metrics count: frames = every labelled frame "
+                           "once (ABAW); windows = the authors' earlier code, the frames of the full windows of "
+                           "data.window every data.stride (tails dropped, as data.tails: drop), each as often as "
+                           "windows hold it, from the merged per-frame predictions", choices=SCORING_RULES)
 
 
 @dataclass

@@ -52,6 +52,15 @@ def window_starts(n: int, window: int, stride: int, *, tails: str = "cover") -> 
     return starts
 
 
+def window_counts(n: int, window: int, stride: int) -> np.ndarray:
+    """int64 [n]: how many full windows (``tails="drop"``) hold each frame; 0 for a dropped tail and for every
+    frame of a video shorter than the window."""
+    counts = np.zeros(int(n), dtype=np.int64)
+    for start in window_starts(n, window, stride, tails="drop"):
+        counts[start:start + int(window)] += 1
+    return counts
+
+
 def window_frame_index(n: int, starts: Sequence[int], window: int) -> np.ndarray:
     """int64 [W, window] 0-based frame index of every window step, -1 where a step is past the video's end."""
     idx = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(window, dtype=np.int64)[None, :]

@@ -49,7 +49,10 @@ def _print(result: dict, as_json: bool) -> None:
     metrics = result.get("metrics") or {}
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float) and "_AU" not in k)
     where = result.get("run_dir") or result.get("checkpoint")
-    print(f"{where}: {shown} ({metrics.get('frames', '?')} frames)")
+    rule = result.get("scoring") or {}
+    counted = (f"frame scores on windows of {rule['window']} every {rule['stride']} (eval.scoring: windows)"
+               if rule.get("rule") == "windows" else "frames")
+    print(f"{where}: {shown} ({metrics.get('frames', '?')} {counted})")
 
 
 def device_overrides(args: argparse.Namespace) -> dict[str, Any]:

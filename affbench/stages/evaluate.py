@@ -3,7 +3,8 @@
 The model runs on every window of a split; overlapping window outputs are averaged per frame, so each frame of
 each video has exactly one output, frames without a face included (their features are masked, the temporal
 model still predicts them from their neighbours). Metrics are computed over all valid frames of the split at
-once, as ABAW scores them. Optional temporal smoothing (mode filter for EXPR classes, moving average for VA
+once, as ABAW scores them (``eval.scoring: windows`` counts the frames of full windows instead, each as often
+as windows hold it: affbench.scoring_rule). Optional temporal smoothing (mode filter for EXPR classes, moving average for VA
 values and for AU probabilities) and per-AU thresholds tuned on the validation split only.
 
 Under DDP every rank reads the split's windows, runs the batches ``j`` with ``j % world_size == rank`` (batch
@@ -36,6 +37,7 @@ from affbench.data.submission import (
 from affbench.data.windows import VideoPredictionMerger
 from affbench.devices import autocast, resolve_device
 from affbench.output import open_atomic
+from affbench.scoring_rule import ScoringRule
 from affbench.stages import distributed
 from affbench.task_contract import set_thresholds
 
@@ -195,15 +197,22 @@ def tune_thresholds(task: Any, outputs: VideoOutputs, *, smoothing: int | None =
 
 
 def score(task: Any, outputs: VideoOutputs, *, smoothing: int | None = None,
-          thresholds: Sequence[float] | None = None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """(metrics over all valid frames of the split at once, submission values per video)."""
+          thresholds: Sequence[float] | None = None,
+          rule: ScoringRule | None = None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """(metrics over the split's scored frames at once, submission values per video).
+
+    `rule` (``eval.scoring``, default every valid frame once) says which frames count and how often; the values
+    are computed on whole videos first (smoothing sees every frame), then the scored frames are picked."""
+    rule = rule or ScoringRule()
     values = {v: frame_values(task, outputs.outputs[v], smoothing=smoothing, thresholds=thresholds)
               for v in outputs.videos}
-    pred = [values[v][outputs.valid[v]] for v in outputs.videos]
-    target = [outputs.labels[v][outputs.valid[v]] for v in outputs.videos]
+    scored = {v: rule.scored_index(outputs.valid[v]) for v in outputs.videos}
+    pred = [values[v][scored[v]] for v in outputs.videos]
+    target = [outputs.labels[v][scored[v]] for v in outputs.videos]
     n = int(sum(len(p) for p in pred))
     if n == 0:
-        raise ValueError("no valid labelled frame in the split; nothing to score")
+        where = (f" in full windows of {rule.window} frames (eval.scoring: windows)" if rule.on_windows else "")
+        raise ValueError(f"no valid labelled frame{where} in the split; nothing to score")
     pred_all, target_all = np.concatenate(pred), np.concatenate(target)
     metrics = {k: float(v) for k, v in task.metrics(pred_all, target_all).items()}
     metrics.update(contract.registered_metrics(task, pred_all, target_all))
@@ -353,15 +362,17 @@ def _split_outputs(config: Any, model: torch.nn.Module, *, fold: int | None, spl
 
 def evaluate(checkpoint: str | Path, *, config: Any = None, fold: int | None = None, split: str = "validation",
              smoothing: int | None = None, data: Any = None, quiet: bool = False, device: str | None = None) -> dict:
-    """Metrics of a trained checkpoint on a split: whole videos, every labelled frame once (on `device`: see
-    affbench.devices; default the config's)."""
+    """Metrics of a trained checkpoint on a split: whole videos, every labelled frame once unless the config's
+    ``eval.scoring`` says windows (on `device`: see affbench.devices; default the config's)."""
     config, model, ckpt = load_trained(checkpoint, config, device=device)
     fold = ckpt.get("fold") if fold is None else fold
     outputs = _split_outputs(config, model, fold=fold, split=split, data=data, quiet=quiet)
     window = smoothing if smoothing is not None else config["eval"]["smoothing"]
-    metrics, _ = score(model.task, outputs, smoothing=window)
+    rule = ScoringRule.of(config)
+    metrics, _ = score(model.task, outputs, smoothing=window, rule=rule)
     return {"checkpoint": str(checkpoint), "split": split, "fold": fold, "smoothing": window,
-            "task": model.task.name, "primary_metric": model.task.primary_metric, "metrics": metrics}
+            "scoring": rule.to_dict(), "task": model.task.name, "primary_metric": model.task.primary_metric,
+            "metrics": metrics}
 
 
 def _test_outputs(config: Any, model: torch.nn.Module, *, fold: int | None, order: OrderFile,

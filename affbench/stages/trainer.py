@@ -12,7 +12,8 @@ invalid labels carry none).
 * ``last``: no per-epoch scoring; the last epoch is the reported one, scored on validation at the end.
 * ``validation``: after each epoch the validation split itself picks the epoch (the paper's practice).
 
-Scoring runs on whole videos: outputs are merged per frame and every labelled frame is scored once.
+Scoring runs on whole videos: outputs are merged per frame and every labelled frame is scored once (or, under
+``eval.scoring: windows``, the frames of full windows as often as windows hold them: affbench.scoring_rule).
 ``last.pt`` (every ``train.checkpoint_every`` steps and at each epoch end) holds everything a bitwise-identical
 resume needs: model, optimizer, scheduler, step, epoch, position in the epoch, RNG states.
 """
@@ -36,6 +37,7 @@ from affbench.devices import autocast
 from affbench.output import write_json
 from affbench.preflight import check_run_folders
 from affbench.run_lock import run_folder_lock
+from affbench.scoring_rule import ScoringRule
 from affbench.stages import distributed
 from affbench.stages.checkpoints import (
     CheckpointError,
@@ -224,6 +226,7 @@ class _Stage3Run:
                                          warmup_epochs=train_cfg["warmup_epochs"], schedule=train_cfg["schedule"])
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and train_cfg["amp"] == "fp16")
         self.digest = config_digest(self.config, RUN_SECTIONS)
+        self.scoring = ScoringRule.of(self.config)  # every split scored after an epoch or at the end
 
     def _loader(self, epoch: int):
         train_cfg, info = self.train_cfg, self.info
@@ -367,7 +370,8 @@ class _Stage3Run:
                               world_size=info.world_size, quiet=self.quiet, total=len(shards))
         if tune:
             thresholds = tune_thresholds(self.task, outputs, smoothing=eval_cfg["smoothing"])
-        metrics, values = score(self.task, outputs, smoothing=eval_cfg["smoothing"], thresholds=thresholds)
+        metrics, values = score(self.task, outputs, smoothing=eval_cfg["smoothing"], thresholds=thresholds,
+                                rule=self.scoring)
         return metrics, values, outputs, thresholds
 
     def _score_epoch(self, epoch: int, seconds: float, windows: int) -> tuple[dict, dict | None, bool]:
@@ -455,7 +459,8 @@ class _Stage3Run:
         result = {
             "name": self.config["name"], "task": self.config["task"]["name"], "fold": self.fold,
             "run_dir": str(self.run_dir), "primary_metric": self.task.primary_metric,
-            "select": self.splits.selection["mode"], "best_epoch": state["best_epoch"],
+            "select": self.splits.selection["mode"], "scoring": self.scoring.to_dict(),
+            "best_epoch": state["best_epoch"],
             "metrics": best_validation, "last": last_validation, "thresholds": state["thresholds"],
             "selection": {**self.splits.selection, "metrics": state["best_metrics"]},
             "epochs_run": len(state["history"]), "steps": state["step"],

@@ -1,0 +1,78 @@
+"""Two or more finished suites side by side, per fold: each row's primary score with its interval, and the
+label-only references of the same frames.
+
+The demo's levers were chosen this way, on folds the README's table does not report (development folds), each
+suite run with one change through its ``overrides``:
+
+    python benchmarks/compare_suites.py before=runs/e0 after=runs/e1 --out docs/results/demo-stage1-augment
+
+writes ``<out>.json`` (every value, each suite's overrides and config digests) and ``<out>.md`` (the table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from affbench.output import markdown_table, write_json, write_text_atomic
+from affbench.published_results import config_digests
+
+PRIMARY = {"va": "mean", "expr": "f1", "au": "f1"}  # the demo's three tasks and the metric Table 2 shows
+REFERENCE = "constant"  # Table 2's first label-only row: training mean, best constant class, every AU on
+
+
+def read_suite(directory: Path) -> dict:
+    """One suite output folder: its report's values and references, its overrides and config digests."""
+    report = json.loads((directory / "report.json").read_text(encoding="utf-8"))
+    suite = json.loads((directory / "suite.json").read_text(encoding="utf-8"))
+    values = {(v["task"], v["row"], v["fold"]): v for v in report["values"]
+              if PRIMARY.get(v["task"]) == v["metric"]}
+    references = {(r["task"], r["fold"]): r for r in report["references"] if r["reference"] == REFERENCE}
+    return {"folder": str(directory), "suite": suite["suite"], "overrides": suite.get("overrides") or {},
+            "configs": config_digests(suite["runs"]), "values": values, "references": references}
+
+
+def cell(value: dict | None) -> str:
+    if value is None:
+        return "—"
+    low, high = (round(value[k], 2) + 0.0 for k in ("low", "high"))  # + 0.0: never print -0.00
+    return f"{round(value['value'], 3) + 0.0:.3f} [{low:.2f}, {high:.2f}]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("suites", nargs="+", metavar="LABEL=DIR", help="a label and a suite's output folder")
+    parser.add_argument("--out", required=True, help="output path without extension (.json and .md are written)")
+    args = parser.parse_args(argv)
+    suites = {}
+    for spec in args.suites:
+        label, sep, folder = spec.partition("=")
+        if not sep or not (Path(folder) / "report.json").is_file():
+            print(f"compare_suites: {spec!r}: expected LABEL=DIR where DIR holds a suite's report.json",
+                  file=sys.stderr)
+            return 2
+        suites[label] = read_suite(Path(folder))
+    keys = sorted({k for s in suites.values() for k in s["values"]}, key=lambda k: (k[2], list(PRIMARY).index(k[0]), k[1]))
+    rows = []
+    for task, row, fold in keys:
+        reference = next((s["references"].get((task, fold)) for s in suites.values()
+                          if (task, fold) in s["references"]), None)
+        rows.append([fold, task, row, cell(reference)] + [cell(s["values"].get((task, row, fold))) for s in suites.values()])
+    header = ["fold", "task", "row", f"ref: {REFERENCE}"] + [f"{label}" for label in suites]
+    overrides = "; ".join(f"{label}: {s['overrides'] or 'none'}" for label, s in suites.items())
+    table = markdown_table(header, rows) + f"\n\nOverrides: {overrides}. Values: VA mean CCC, EXPR and AU F1, " \
+                                            "each with its 95 % interval (cluster bootstrap over validation videos).\n"
+    out = Path(args.out)
+    write_json(out.with_suffix(".json"), {
+        "suites": {label: {**{k: s[k] for k in ("folder", "suite", "overrides", "configs")},
+                           "values": list(s["values"].values()), "references": list(s["references"].values())}
+                   for label, s in suites.items()}})
+    write_text_atomic(out.with_suffix(".md"), table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
