@@ -78,12 +78,12 @@ def _images(batch: int, size: int) -> np.ndarray:
 def backbone_figures(config: Mapping[str, Any], device: torch.device, *, rounds: int, quick: bool) -> list[Figure]:
     """Forward and training-step frames/s of the config's backbone at its batch sizes."""
     from affbench.stages.finetune import BackboneWithHead, _new_head, build_backbone
-    from affbench.stages.frame_batches import batch_to_input
+    from affbench.stages.frame_batches import batch_to_input, image_model_on
 
     if config.get("backbone") is None:
         return [Figure("backbone forward", None, "frames/s", "no backbone: the config reads features"),
                 Figure("backbone training step (stage 1)", None, "frames/s", "no backbone")]
-    backbone = build_backbone(config["backbone"]).to(device)
+    backbone = image_model_on(build_backbone(config["backbone"]), device)
     size = int(backbone.preprocess.image_size)
     extract_batch = 2 if quick else int(config["extract"]["batch_size"])
     tune_batch = 2 if quick else int(config["finetune"]["batch_size"])
@@ -98,7 +98,8 @@ def backbone_figures(config: Mapping[str, Any], device: torch.device, *, rounds:
         return extract_batch
 
     forward_rate = _timed_rate(forward, device, rounds)
-    model = BackboneWithHead({"backbone": backbone, "head": _new_head(int(backbone.out_dim), 2)}).to(device)
+    model = image_model_on(BackboneWithHead({"backbone": backbone, "head": _new_head(int(backbone.out_dim), 2)}),
+                           device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
     tune_images = _images(tune_batch, size)
     model.train()

@@ -78,15 +78,13 @@ def forward_only(case: dict, device: torch.device):
     """The backbone on the case's frames decoded and preprocessed beforehand, same batch and threads: a callable
     that runs every frame once."""
     from affbench.data.frame_shards import FrameShards, frame_pixels
-    from affbench.stages.frame_batches import batch_to_input
+    from affbench.stages.frame_batches import batch_to_input, image_model_on
 
-    backbone = case["backbone"].to(device).eval()
+    backbone = image_model_on(case["backbone"], device).eval()  # as the extractor runs it
     pixels = np.stack([frame_pixels(s) for s in FrameShards(case["frame_shards"])])
     images = batch_to_input(pixels, backbone.preprocess, torch.device("cpu"))
     assert images.shape[0] == case["frames"]
     amp = device.type == "cuda" and bool(case["config"]["extract"]["amp"])
-    if device.type == "cuda":  # as the extractor runs it
-        backbone = backbone.to(memory_format=torch.channels_last)
     images = images.to(device)
     batch = case["config"]["extract"]["batch_size"]
 
@@ -95,10 +93,7 @@ def forward_only(case: dict, device: torch.device):
         with backbone_threads(), torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16,
                                                                         enabled=amp):
             for i in range(0, images.shape[0], batch):
-                chunk = images[i:i + batch]
-                if device.type == "cuda":
-                    chunk = chunk.contiguous(memory_format=torch.channels_last)
-                backbone(chunk).float().cpu()
+                backbone(images[i:i + batch]).float().cpu()
 
     return forward
 

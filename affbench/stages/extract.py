@@ -39,7 +39,7 @@ from affbench.stages.finetune import (
     load_finetuned,
     seeded_backbone,
 )
-from affbench.stages.frame_batches import batch_to_input, frame_batches
+from affbench.stages.frame_batches import batch_to_input, frame_batches, image_model_on
 from affbench.stages.stage_inputs import StageInputs, ensure_frame_shards, load_stage_inputs
 
 IDENTITY_FILE = "identity.json"
@@ -158,9 +158,7 @@ def extract_videos(config: Mapping[str, Any], inputs: StageInputs, backbone: nn.
     expected = {v: [i + 1 for i, img in enumerate(r.images) if img] for v, r in wanted.items()}
     pending: dict[str, dict[int, np.ndarray]] = {v: {} for v in wanted}
     total = sum(len(f) for f in expected.values())
-    backbone = backbone.to(device).eval()
-    if device.type == "cuda":
-        backbone = backbone.to(memory_format=torch.channels_last)
+    backbone = image_model_on(backbone, device).eval()
     forward = compiled(backbone, config)
     done = 0
     started = time.perf_counter()
@@ -174,8 +172,6 @@ def extract_videos(config: Mapping[str, Any], inputs: StageInputs, backbone: nn.
                                          leave=False) as bar:
         for batch in batches:
             images = batch_to_input(batch["image"], backbone.preprocess, device)
-            if device.type == "cuda":
-                images = images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
                 features = forward(images)
             features = features.float().cpu().numpy()

@@ -34,7 +34,7 @@ from affbench.output import write_bytes_atomic, write_manifest
 from affbench.stages import distributed
 from affbench.stages import feature_cache as cache
 from affbench.stages.augment import augment_images, augments
-from affbench.stages.frame_batches import batch_to_input, frame_batches
+from affbench.stages.frame_batches import batch_to_input, frame_batches, image_model_on
 from affbench.stages.multitask_labels import MultiTaskLabels
 from affbench.stages.stage_inputs import (
     StageInputs,
@@ -274,7 +274,7 @@ class _FinetuneRun:
         self.info = distributed.init_distributed(config["device"])  # one process, or this rank of torchrun's group
         self.device = self.info.device
         head = _new_head(int(backbone.out_dim), int(frames.labels.out_dim))
-        self.model = BackboneWithHead({"backbone": backbone, "head": head}).to(self.device)
+        self.model = image_model_on(BackboneWithHead({"backbone": backbone, "head": head}), self.device)
         self.trained = _data_parallel(self.model, self.device)
         self.forward = compiled(self.trained, config)
         self.task = frames.labels.to(self.device)

@@ -91,12 +91,12 @@ def track_features(backbone, folder: Path, n_frames: int, *, batch_size: int, de
     """(features [n, D] float32, zeros where no face; has_image [n]) of one track folder of crops."""
     from affbench.data.frame_shards import decode_jpeg
     from affbench.stages.finetune import backbone_threads
-    from affbench.stages.frame_batches import batch_to_input
+    from affbench.stages.frame_batches import batch_to_input, image_model_on
 
     frames = sorted(int(p.stem) for p in folder.glob("*.jpg"))
     features = np.zeros((n_frames, int(backbone.out_dim)), np.float32)
     has_image = np.zeros(n_frames, bool)
-    backbone = backbone.to(device).eval()
+    backbone = image_model_on(backbone, device).eval()
     with backbone_threads():
         for start in range(0, len(frames), batch_size):
             chunk = frames[start:start + batch_size]
