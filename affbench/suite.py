@@ -24,7 +24,7 @@ import glob
 import json
 import platform
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -283,29 +283,32 @@ def run_suite(suite: Suite, out_dir: str | Path, *, folds: str | None = None, da
 
 def _train_side_by_side(planned: Sequence[tuple[Any, int, int | None]], out_dir: Path, *, jobs: int, force: bool,
                         quiet: bool) -> list[dict[str, Any]]:
-    """Stages 1-2 of every run not done yet here, in plan order (one writer per cache entry), then stage 3 of
-    every run in `jobs` worker processes; each run's line is printed as it finishes."""
+    """Stages 1-2 of every run not done yet here, in plan order (one writer per cache entry), each run handed
+    to `jobs` worker processes for stage 3 as soon as its stages are ready (workers train while later runs'
+    stages are filled); each run's line is printed as it finishes."""
     from affbench.stages.pipeline import prepare_window_shards
     from affbench.stages.run_dir import run_dir_path
     from affbench.suite_pool import run_in_pool
 
-    calls = []
-    for i, (config, fold, seed) in enumerate(planned):
-        label = run_label(config, fold, seed, i, len(planned))
-        done = run_is_done(run_dir_path(seed_out_dir(out_dir, seed), config, fold), config, force=force)
-        if not quiet and not done:
-            print(f"{label}: preparing window shards", flush=True)
-        data = None if done else prepare_window_shards(config, fold=fold, quiet=quiet)
-        calls.append({"config": config, "fold": fold, "seed": seed, "out_dir": out_dir, "label": label,
-                      "force": force, "quiet": True, "data": data})
+    labels = [run_label(config, fold, seed, i, len(planned)) for i, (config, fold, seed) in enumerate(planned)]
     if not quiet:
-        print(f"training {len(calls)} runs, {jobs} at a time in worker processes", flush=True)
+        print(f"training {len(planned)} runs, {jobs} at a time in worker processes, each once its stages are ready",
+              flush=True)
+
+    def prepared() -> Iterator[dict[str, Any]]:
+        for label, (config, fold, seed) in zip(labels, planned, strict=True):
+            done = run_is_done(run_dir_path(seed_out_dir(out_dir, seed), config, fold), config, force=force)
+            if not quiet and not done:
+                print(f"{label}: preparing window shards", flush=True)
+            data = None if done else prepare_window_shards(config, fold=fold, quiet=quiet)
+            yield {"config": config, "fold": fold, "seed": seed, "out_dir": out_dir, "label": label,
+                   "force": force, "quiet": True, "data": data}
 
     def finished(index: int, record: dict[str, Any]) -> None:
         if not quiet:
-            print(run_summary(calls[index]["label"], record), flush=True)
+            print(run_summary(labels[index], record), flush=True)
 
-    return run_in_pool(run_one, calls, jobs=jobs, on_done=finished)
+    return run_in_pool(run_one, prepared(), jobs=jobs, on_done=finished)
 
 
 def run_one(config: Any, fold: int, seed: int | None, out_dir: Path, *, label: str, force: bool, quiet: bool,

@@ -12,7 +12,7 @@ not components registered in the parent at run time.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 JOBS_AUTO = "auto"
@@ -58,30 +58,45 @@ def resolve_jobs(jobs: Any, configs: Sequence[Mapping[str, Any]]) -> int:
                      device="cpu" if devices <= {"cpu"} else "cuda")
 
 
-def run_in_pool(func: Callable[..., Any], calls: Sequence[Mapping[str, Any]], *, jobs: int,
+def run_in_pool(func: Callable[..., Any], calls: Iterable[Mapping[str, Any]], *, jobs: int,
                 on_done: Callable[[int, Any], None] | None = None) -> list[Any]:
     """``func(**call)`` for every call in `jobs` spawned worker processes; the results in call order.
 
-    `on_done(index, result)` runs here as each call finishes. When a call fails, the calls not started are
-    dropped, the running ones are let finish (what they write stays), and the first failure is raised here
-    as the call raised it, with the worker's traceback as its cause.
+    `calls` may be a generator that still prepares the later calls (the suite fills a run's stages, then
+    yields it): each call is submitted as soon as it is produced, so workers train while the caller prepares.
+    `on_done(index, result)` runs here as each call finishes. When a call fails (or producing one does), the
+    calls not started are dropped, the running ones are let finish (what they write stays), and the first
+    failure is raised here as the call raised it, with the worker's traceback as its cause.
     """
     import concurrent.futures as futures
     import multiprocessing
 
-    results: list[Any] = [None] * len(calls)
+    results: dict[int, Any] = {}
     with futures.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pending = {pool.submit(_call, func, dict(call)): i for i, call in enumerate(calls)}
+        pending: dict[futures.Future, int] = {}
         try:
-            for future in futures.as_completed(pending):
-                results[pending[future]] = future.result()
-                if on_done is not None:
-                    on_done(pending[future], results[pending[future]])
+            for index, call in enumerate(calls):
+                pending[pool.submit(_call, func, dict(call))] = index
+                _collect(pending, results, on_done, wait=False)
+            _collect(pending, results, on_done, wait=True)
         except BaseException:
             for future in pending:
                 future.cancel()
             raise
-    return results
+    return [results[i] for i in range(len(results))]
+
+
+def _collect(pending: dict, results: dict[int, Any], on_done: Callable[[int, Any], None] | None, *,
+             wait: bool) -> None:
+    """Move finished calls from `pending` to `results` (all of them, waiting, when `wait`); report each."""
+    import concurrent.futures as futures
+
+    finished = futures.as_completed(list(pending)) if wait else [f for f in list(pending) if f.done()]
+    for future in finished:
+        index = pending.pop(future)
+        results[index] = future.result()
+        if on_done is not None:
+            on_done(index, results[index])
 
 
 def _call(func: Callable[..., Any], kwargs: dict[str, Any]) -> Any:

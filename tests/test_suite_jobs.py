@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 
 import pytest
 from plugin_install import install_package
@@ -129,3 +130,29 @@ def test_a_workers_failure_is_raised_here_as_it_was_raised_there():
     assert done == [(0, 1)]  # the call that finished before it was handed back
     assert "Traceback" in str(caught.value.__cause__)  # the worker's traceback, for a bug's report
     assert run_in_pool(json.loads, [{"s": "[1]"}, {"s": "2"}], jobs=2) == [[1], 2]
+
+
+def test_calls_start_while_the_caller_still_prepares_the_next_ones(tmp_path):
+    """A generator of calls: the first call runs in a worker before the generator yields the second (a
+    suite trains a run while it fills the next run's stages), and a failure while preparing is raised here."""
+    import time
+
+    marker = tmp_path / "first.txt"
+
+    def calls():
+        yield {"file": str(marker), "data": "1"}
+        deadline = time.monotonic() + 60
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), "the first call had not run while the second was being prepared"
+        yield {"file": str(tmp_path / "second.txt"), "data": "22"}
+
+    assert run_in_pool(pathlib.Path.write_text, ({"self": pathlib.Path(c["file"]), "data": c["data"]}
+                                                   for c in calls()), jobs=1) == [1, 2]
+
+    def failing():
+        yield {"self": pathlib.Path(tmp_path / "third.txt"), "data": "333"}
+        raise ValueError("stage 2 of the next run failed")
+
+    with pytest.raises(ValueError, match="stage 2 of the next run failed"):
+        run_in_pool(pathlib.Path.write_text, failing(), jobs=1)
