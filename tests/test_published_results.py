@@ -101,3 +101,12 @@ def test_committed_results_were_made_by_todays_builtin_configs():
     assert recorded == today, ("the built-in paper suite's configs changed since the README's results were "
                                "made: run `affbench suite paper` and `affbench publish runs/suites/synthaffect`")
     assert [d["generator_version"] for d in results["datasets"]] == [GENERATOR_VERSION]
+
+
+def test_a_second_run_on_an_empty_cache_printed_the_same_tables():
+    """The README says the main job reproduces itself: the committed second run (same configs, its own empty
+    cache) holds the very tables of the published one."""
+    first = read_results(PUBLISHED)
+    second = read_results(PUBLISHED.with_name("paper-synthaffect-second-run.json"))
+    assert second["configs"] == first["configs"] and second["started"] != first["started"]
+    assert second["tables_markdown"] == first["tables_markdown"]
