@@ -46,3 +46,17 @@ def test_the_compile_row_is_the_committed_runs():
            f"(compiled in {_series([c['compile_seconds'] for c in compiled], '{:.0f}')} s; largest feature "
            f"difference {max(c['max_abs_diff'] for c in compiled):.1e}) |")
     assert row in README
+
+
+def test_the_stage12_sharing_table_is_the_committed_measurement():
+    """The README's before/after table of stages 1-2 is what benchmarks/stage12_sharing.py wrote, and that file's
+    totals are the sums of its rows."""
+    import json
+
+    record = json.loads((REPO / "docs" / "results" / "stage12-sharing.json").read_text(encoding="utf-8"))
+    for mode in record["modes"].values():
+        assert abs(mode["seconds"] - sum(r["seconds"] for r in mode["rows"])) < 0.05
+    readme = " ".join(README.split())
+    table = (REPO / "docs" / "results" / "stage12-sharing.md").read_text(encoding="utf-8")
+    for line in table.splitlines():
+        assert " ".join(line.split()) in readme, f"README lacks the line {line!r} of stage12-sharing.md"
