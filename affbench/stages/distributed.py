@@ -180,9 +180,13 @@ def all_ranks_have(flag: bool, device: torch.device) -> bool:
     return all_reduce_min(int(bool(flag)), device) == 1
 
 
-def cleanup() -> None:
-    """Leave the process group, if this process joined one."""
+def cleanup(*, wait_for_all: bool = True) -> None:
+    """Leave the process group, if this process joined one; with `wait_for_all`, once every rank is ready to
+    leave: a rank that tears down its gloo connections while another still uses them can abort the other process.
+    A rank leaving on an error does not wait (its peers may never arrive)."""
     if dist.is_available() and dist.is_initialized():
+        if wait_for_all:
+            dist.barrier()
         dist.destroy_process_group()
 
 

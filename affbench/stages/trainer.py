@@ -121,6 +121,7 @@ def train(config: Config | Mapping[str, Any] | str | Path, *, fold: int | None =
     info = distributed.init_distributed(config["device"])
     # train.threads is process-wide in torch: give the caller (a suite, a notebook) its setting back.
     threads_before = torch.get_num_threads()
+    finished = False
     try:
         check_run_folders(out_dir, cache=data is None)  # before stages 1-2, not after them
         # One process per run folder: a second run of this row (another seed, another suite) is refused.
@@ -131,11 +132,13 @@ def train(config: Config | Mapping[str, Any] | str | Path, *, fold: int | None =
             if resume:
                 run.resume()
             run.fit()
-            return run.finish()
+            metrics = run.finish()
+        finished = True
+        return metrics
     finally:
         torch.set_num_threads(threads_before)
         if started_group and distributed.is_distributed():
-            distributed.cleanup()
+            distributed.cleanup(wait_for_all=finished)
 
 
 @dataclass
