@@ -11,6 +11,7 @@ not components registered in the parent at run time.
 
 from __future__ import annotations
 
+import os
 import pickle
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -72,7 +73,8 @@ def run_in_pool(func: Callable[..., Any], calls: Iterable[Mapping[str, Any]], *,
     import multiprocessing
 
     results: dict[int, Any] = {}
-    with futures.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with futures.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=leave_with_parent, initargs=(os.getpid(),)) as pool:
         pending: dict[futures.Future, int] = {}
         try:
             for index, call in enumerate(calls):
@@ -84,6 +86,24 @@ def run_in_pool(func: Callable[..., Any], calls: Iterable[Mapping[str, Any]], *,
                 future.cancel()
             raise
     return [results[i] for i in range(len(results))]
+
+
+def leave_with_parent(parent: int, period: float = 1.0) -> None:
+    """A worker's initializer: the worker exits once `parent` (the launching process) is gone.
+
+    A launcher killed outright (SIGKILL, or SIGTERM, which Python does not turn into cleanup) never tells its
+    workers to stop; they would wait for work forever, each holding a loaded torch. A daemon thread checks the
+    worker's parent every `period` seconds (a worker whose parent died is adopted by another process).
+    """
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(period)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="affbench-leave-with-parent", daemon=True).start()
 
 
 def _collect(pending: dict, results: dict[int, Any], on_done: Callable[[int, Any], None] | None, *,

@@ -156,3 +156,45 @@ def test_calls_start_while_the_caller_still_prepares_the_next_ones(tmp_path):
 
     with pytest.raises(ValueError, match="stage 2 of the next run failed"):
         run_in_pool(pathlib.Path.write_text, failing(), jobs=1)
+
+
+def test_workers_leave_when_their_launcher_is_killed(tmp_path):
+    """A suite killed outright leaves no worker behind waiting for work."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    launcher = (
+        "import functools, time\n"
+        "from affbench.suite_pool import run_in_pool\n"
+        "if __name__ == '__main__':\n"
+        "    run_in_pool(functools.partial(time.sleep, 600), [{}, {}], jobs=2)\n"
+    )
+    script = tmp_path / "launch.py"
+    script.write_text(launcher, encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, str(script)])
+    deadline = time.monotonic() + 120
+    workers: list[int] = []
+    while time.monotonic() < deadline and len(workers) < 2:
+        time.sleep(0.5)
+        out = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout
+        workers = [int(p) for p in out.split()]
+    assert len(workers) >= 2, "the pool's workers never started"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 30
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.5)
+        alive = [p for p in alive if _running(p)]
+    assert not alive, f"workers {alive} outlived their killed launcher"
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            return handle.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
