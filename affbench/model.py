@@ -152,9 +152,10 @@ def input_pixels(images: Any, preprocess: Preprocess) -> torch.Tensor:
     return out[0].contiguous() if len(out) == 1 else torch.cat(out)
 
 
-def preprocess_images(images: Any, preprocess: Preprocess, *, device: torch.device | str | None = None
-                      ) -> torch.Tensor:
-    """uint8 RGB images ([B,H,W,3] numpy/torch, or a list of PIL/arrays) -> normalised float tensor [B,3,S,S]."""
+def preprocess_images(images: Any, preprocess: Preprocess, *, device: torch.device | str | None = None,
+                      memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+    """uint8 RGB images ([B,H,W,3] numpy/torch, or a list of PIL/arrays) -> normalised float tensor [B,3,S,S],
+    laid out in `memory_format` (channels_last: written in the pixels' own HWC order, no transposition)."""
     if not isinstance(preprocess, Preprocess):
         raise TypeError(f"preprocess_images: preprocess must be an affbench.model.Preprocess, got "
                         f"{type(preprocess).__name__}")
@@ -167,9 +168,9 @@ def preprocess_images(images: Any, preprocess: Preprocess, *, device: torch.devi
         x = _resize(x, preprocess)
         # Written straight into a contiguous tensor, then divided in place: the values of (x - mean) / std in one
         # allocation and two passes, not three of each (what a 32 px batch's preprocessing spent most on).
-        normalised = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        normalised = torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=memory_format)
         out.append(torch.sub(x, mean, out=normalised).div_(std))
-    return out[0] if len(out) == 1 else torch.cat(out)
+    return out[0] if len(out) == 1 else torch.cat(out).contiguous(memory_format=memory_format)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -119,7 +119,7 @@ def batch_to_input(images: Any, preprocess: Any, device: torch.device) -> torch.
         images = input_pixels(images, preprocess)
     if isinstance(images, np.ndarray) and not images.flags.writeable:
         images = images.copy()  # torch refuses to wrap read-only memory silently
-    return preprocess_images(images, preprocess, device=device).contiguous(memory_format=torch.channels_last)
+    return preprocess_images(images, preprocess, device=device, memory_format=torch.channels_last)
 
 
 def image_model_on(module: torch.nn.Module, device: torch.device | str) -> torch.nn.Module:
