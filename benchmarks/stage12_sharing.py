@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest.mock import patch
 
 from affbench import __version__
 from affbench.core.config import builtin_config, config_digest, load_config
@@ -34,8 +35,7 @@ def time_mode(overrides: dict, fold: int, data_dir: Path) -> dict:
     """Stages 1-2 of every config under `overrides` in a fresh stage cache; seconds per config and in all."""
     from affbench.stages.pipeline import prepare_window_shards
 
-    with tempfile.TemporaryDirectory(prefix="affbench-stage12-") as home:
-        os.environ[HOME_ENV] = home
+    with tempfile.TemporaryDirectory(prefix="affbench-stage12-") as home, patch.dict(os.environ, {HOME_ENV: home}):
         (Path(home) / data_dir.name).symlink_to(data_dir)  # the generated data, not regenerated
         rows = []
         for name in CONFIGS:
@@ -52,14 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output path without extension (.json and .md are written)")
     parser.add_argument("--fold", type=int, default=0)
     args = parser.parse_args(argv)
-    home_before = os.environ.get(HOME_ENV)
     data_dir = synthaffect_root()
     from affbench.stages.stage_inputs import load_stage_inputs
 
     load_stage_inputs(load_config(builtin_config(CONFIGS[0])), args.fold)  # generates the data, untimed
     modes = {mode: time_mode(overrides, args.fold, data_dir) for mode, overrides in MODES.items()}
-    if home_before is not None:
-        os.environ[HOME_ENV] = home_before
     machine = machine_description()
     record = {"affbench_version": __version__, "fold": args.fold, "machine": machine, "modes": modes,
               "speed_up": round(modes["per task"]["seconds"] / modes["shared"]["seconds"], 2)}
