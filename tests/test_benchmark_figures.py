@@ -60,3 +60,22 @@ def test_the_stage12_sharing_table_is_the_committed_measurement():
     table = (REPO / "docs" / "results" / "stage12-sharing.md").read_text(encoding="utf-8")
     for line in table.splitlines():
         assert " ".join(line.split()) in readme, f"README lacks the line {line!r} of stage12-sharing.md"
+
+
+def test_the_demo_stage3_choice_follows_its_recorded_rule():
+    """The demo's stage-3 learning rate is the one candidate of docs/results/demo-stage3.json that passed the rule
+    recorded there (mean gain >= 0.02 over the development cells, none down by more than 0.05), and the README
+    quotes that file's figure."""
+    import json
+
+    import yaml
+
+    record = json.loads((REPO / "docs" / "results" / "demo-stage3.json").read_text(encoding="utf-8"))
+    assert record["rule"] and record["against"] in record["suites"]
+    passed = {label: d for label, d in record["differences"].items() if d["mean"] >= 0.02 and d["min"] >= -0.05}
+    assert list(passed) == ["C2 stage-3 lr 3e-3 (adopted)"]
+    adopted = record["suites"]["C2 stage-3 lr 3e-3 (adopted)"]["overrides"]
+    scale = yaml.safe_load((REPO / "configs" / "synthaffect" / "scale.yaml").read_text(encoding="utf-8"))
+    assert scale["train"]["lr"] == adopted["train.lr"]
+    mean = passed["C2 stage-3 lr 3e-3 (adopted)"]["mean"]
+    assert f"learning rate of 3e-3 passed (mean {mean:+.3f})" in README
