@@ -3,7 +3,10 @@ under docs/benchmarks: a hand edit of a number, or a new file without its figure
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import yaml
 
 from affbench.bench_report import find, load_results, ratio
 
@@ -66,10 +69,6 @@ def test_the_demo_stage3_choice_follows_its_recorded_rule():
     """The demo's stage-3 learning rate is the one candidate of docs/results/demo-stage3.json that passed the rule
     recorded there (mean gain >= 0.02 over the development cells, none down by more than 0.05), and the README
     quotes that file's figure."""
-    import json
-
-    import yaml
-
     record = json.loads((REPO / "docs" / "results" / "demo-stage3.json").read_text(encoding="utf-8"))
     assert record["rule"] and record["against"] in record["suites"]
     passed = {label: d for label, d in record["differences"].items() if d["mean"] >= 0.02 and d["min"] >= -0.05}
