@@ -179,6 +179,8 @@ def goals(results: Sequence[Result]) -> list[Goal]:
              ratio(results, "plain_loop_loader_fed", "baseline_plain_loop"), 0.95, True, "{:.3f}"),
         Goal("temporal", "affbench trainer / plain PyTorch loop",
              ratio(results, "affbench_trainer", "baseline_plain_loop"), 1 / 1.05, True, "{:.3f}"),
+        Goal("finetune", "stage-1 step, depthwise gradients tap by tap / PyTorch's own",
+             ratio(results, "finetune_step", "baseline_pytorch_depthwise_grads"), 1.0, True, "{:.2f}"),
         Goal("inference", "merging seconds / model seconds", merge_vs_model, 0.05, False, "{:.4f}"),
         Goal("synth", f"seconds to generate SynthAffect '{synth_size or 'small'}'", synth_seconds, 60.0, False,
              "{:.1f}"),

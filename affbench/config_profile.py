@@ -77,7 +77,13 @@ def _images(batch: int, size: int) -> np.ndarray:
 
 def backbone_figures(config: Mapping[str, Any], device: torch.device, *, rounds: int, quick: bool) -> list[Figure]:
     """Forward and training-step frames/s of the config's backbone at its batch sizes."""
-    from affbench.stages.finetune import BackboneWithHead, _new_head, build_backbone
+    from affbench.stages.finetune import (
+        BackboneWithHead,
+        _new_head,
+        build_backbone,
+        set_train_mode,
+        stage1_gradients,
+    )
     from affbench.stages.frame_batches import batch_to_input, image_model_on
 
     if config.get("backbone") is None:
@@ -102,14 +108,15 @@ def backbone_figures(config: Mapping[str, Any], device: torch.device, *, rounds:
                            device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
     tune_images = _images(tune_batch, size)
-    model.train()
+    set_train_mode(model, freeze_batchnorm=config["finetune"]["batchnorm"] == "frozen")
 
     def train_step() -> int:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = model(batch_to_input(tune_images, backbone.preprocess, device)).float().pow(2).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        with stage1_gradients(model, config):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                loss = model(batch_to_input(tune_images, backbone.preprocess, device)).float().pow(2).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
         return tune_batch
 
     step_rate = _timed_rate(train_step, device, rounds)

@@ -283,32 +283,43 @@ def run_suite(suite: Suite, out_dir: str | Path, *, folds: str | None = None, da
 
 def _train_side_by_side(planned: Sequence[tuple[Any, int, int | None]], out_dir: Path, *, jobs: int, force: bool,
                         quiet: bool) -> list[dict[str, Any]]:
-    """Stages 1-2 of every run not done yet here, in plan order (one writer per cache entry), each run handed
+    """Stages 1-2 of every run not done yet here, in this process (one writer per cache entry), each run handed
     to `jobs` worker processes for stage 3 as soon as its stages are ready (workers train while later runs'
-    stages are filled); each run's line is printed as it finishes."""
+    stages are filled); each run's line is printed as it finishes. The records come back in plan order.
+
+    Runs without a fine-tune are prepared first, in plan order, then the others: their stages are quick, and the
+    workers train them while this process fine-tunes, which leaves part of a CPU's cores idle. The order changes
+    no number: each run is seeded and keeps its thread count wherever it trains.
+    """
     from affbench.stages.pipeline import prepare_window_shards
     from affbench.stages.run_dir import run_dir_path
     from affbench.suite_pool import run_in_pool
 
     labels = [run_label(config, fold, seed, i, len(planned)) for i, (config, fold, seed) in enumerate(planned)]
+    order = sorted(range(len(planned)), key=lambda i: bool(planned[i][0]["finetune"]["enabled"]))
     if not quiet:
         print(f"training {len(planned)} runs, {jobs} at a time in worker processes, each once its stages are ready",
               flush=True)
 
     def prepared() -> Iterator[dict[str, Any]]:
-        for label, (config, fold, seed) in zip(labels, planned, strict=True):
+        for i in order:
+            config, fold, seed = planned[i]
             done = run_is_done(run_dir_path(seed_out_dir(out_dir, seed), config, fold), config, force=force)
             if not quiet and not done:
-                print(f"{label}: preparing window shards", flush=True)
+                print(f"{labels[i]}: preparing window shards", flush=True)
             data = None if done else prepare_window_shards(config, fold=fold, quiet=quiet)
-            yield {"config": config, "fold": fold, "seed": seed, "out_dir": out_dir, "label": label,
+            yield {"config": config, "fold": fold, "seed": seed, "out_dir": out_dir, "label": labels[i],
                    "force": force, "quiet": True, "data": data}
 
     def finished(index: int, record: dict[str, Any]) -> None:
         if not quiet:
-            print(run_summary(labels[index], record), flush=True)
+            print(run_summary(labels[order[index]], record), flush=True)
 
-    return run_in_pool(run_one, prepared(), jobs=jobs, on_done=finished)
+    records = run_in_pool(run_one, prepared(), jobs=jobs, on_done=finished)
+    in_plan_order: list[dict[str, Any]] = [{}] * len(planned)
+    for index, record in zip(order, records, strict=True):
+        in_plan_order[index] = record
+    return in_plan_order
 
 
 def run_one(config: Any, fold: int, seed: int | None, out_dir: Path, *, label: str, force: bool, quiet: bool,

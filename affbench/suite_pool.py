@@ -3,7 +3,7 @@ that trains them.
 
 A run's stage 3 is small and its torch threads are fixed by ``train.threads``: on a CPU with more cores than
 that, runs one after another leave cores idle. The caller fills the shared stages first, in its own process
-(their caches have one writer, and stages 1-2 use every core anyway), then hands the runs to this pool.
+(their caches have one writer), then hands each run to this pool as soon as its stages are ready.
 Workers start with *spawn*: a process forked after torch has started its thread pools can hang. They are
 fresh interpreters, so they see the plugins installed as packages (entry points), as a cluster job does, and
 not components registered in the parent at run time.

@@ -63,6 +63,7 @@ def test_goals_report_met_and_missed(results):
     assert by_text["step fed by the loader / step fed from memory"].met is True  # 0.99
     # The paired-round ratio (0.97) wins over the ratio of the two benchmarks' rates (1.0 / 1.0).
     assert by_text["affbench trainer / plain PyTorch loop"].value == pytest.approx(0.97)
+    assert by_text["stage-1 step, depthwise gradients tap by tap / PyTorch's own"].value == pytest.approx(1.9)
     merge = by_text["merging seconds / model seconds"]
     assert merge.value == pytest.approx(1200 / 60000) and merge.met is True
     assert by_text["seconds to generate SynthAffect 'small'"].met is True  # 42 s

@@ -79,9 +79,13 @@ def test_runs_side_by_side_give_the_numbers_they_give_one_after_another(installe
     assert alone["jobs"] == 1 and shared["jobs"] == 2
     assert json.loads((tmp_path / "jobs2" / "suite.json").read_text())["jobs"] == 2
     assert json.loads((tmp_path / "jobs2" / RESULTS_FILE).read_text())["jobs"] == 2
-    # The parent prints each run's one-line summary as it finishes.
-    for label in ("va/ours fold 0", "va/wo_finetune fold 0", "expr/ours fold 0"):
+    # The parent prints each run's one-line summary as it finishes, under the run's place in the plan.
+    for label in ("[1/3] va/ours fold 0", "[2/3] va/wo_finetune fold 0", "[3/3] expr/ours fold 0"):
         assert any(label in line and " s, train " in line for line in printed), (label, printed)
+    # The run without a fine-tune is prepared first (workers train it while the parent fine-tunes), the others
+    # in plan order.
+    preparing = [line.split(":")[0] for line in printed if line.endswith("preparing window shards")]
+    assert preparing == ["[2/3] va/wo_finetune fold 0", "[1/3] va/ours fold 0", "[3/3] expr/ours fold 0"]
 
     # Finished runs are skipped on the next call, in the workers as in this process.
     again = run_suite(suite, tmp_path / "jobs2", jobs=2, plots=False, echo=False)

@@ -27,7 +27,9 @@ from affbench.home import cache_root
 from affbench.output import MANIFEST, read_json_object, to_jsonable, write_bytes_atomic
 
 # Bumped when the bytes a stage writes change meaning, so old cache entries are never read as new ones.
-FORMAT_VERSIONS = {"frames": 1, "finetune": 1, "features": 2, "windows": 1}
+# finetune 2: on the CPU, depthwise weight gradients are summed tap by tap (affbench.stages.depthwise_grads), so
+# a fine-tune computes slightly different weights than version 1 did.
+FORMAT_VERSIONS = {"frames": 1, "finetune": 2, "features": 2, "windows": 1}
 
 log = logging.getLogger("affbench.cache")
 

@@ -34,6 +34,7 @@ from affbench.output import write_bytes_atomic, write_manifest
 from affbench.stages import distributed
 from affbench.stages import feature_cache as cache
 from affbench.stages.augment import augment_images, augments
+from affbench.stages.depthwise_grads import tapwise_depthwise_grads
 from affbench.stages.frame_batches import batch_to_input, frame_batches, image_model_on
 from affbench.stages.multitask_labels import MultiTaskLabels
 from affbench.stages.stage_inputs import (
@@ -191,6 +192,15 @@ def backbone_threads() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def stage1_gradients(model: nn.Module, config: Mapping[str, Any]) -> contextlib.AbstractContextManager:
+    """How stage 1 computes `model`'s gradients: covering depthwise layers summed tap by tap where PyTorch's CPU
+    kernel is slow (`affbench.stages.depthwise_grads`), in eager mode only (torch.compile builds its own
+    backward)."""
+    if config.get("compile"):
+        return contextlib.nullcontext()
+    return tapwise_depthwise_grads(model)
+
+
 def compiled(module: nn.Module, config: Mapping[str, Any]) -> nn.Module:
     """`module` through torch.compile when the config's `compile` is true, else `module` itself.
 
@@ -308,7 +318,7 @@ class _FinetuneRun:
             batches = frame_batches(self.shards_dir, batch_size=rank_batch, workers=int(options["workers"]),
                                     shuffle_seed=int(options["seed"]), epoch=epoch, device=device,
                                     rank=info.rank, world_size=info.world_size)
-            with backbone_threads():
+            with backbone_threads(), stage1_gradients(self.model, self.config):
                 loss_sum, seen = _train_epoch(self.trained, self.forward, self.task, self.optimizer, batches,
                                               self.backbone.preprocess, device, self.frames.n_frames,
                                               freeze_batchnorm=options["batchnorm"] == "frozen",
