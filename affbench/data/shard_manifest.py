@@ -9,6 +9,7 @@ refuse a directory without ``manifest.json`` a half-written set is never read.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -219,15 +220,9 @@ class ShardSetWriter:
         self.kind = kind
         self.maxcount = int(maxcount)
         self.maxsize = float(maxsize)
-        if self.out_dir.exists():
-            if not self.out_dir.is_dir():
-                raise FileExistsError(f"{self.out_dir} exists and is not a directory; choose another --out")
-            if any(self.out_dir.iterdir()) and not (self.out_dir / MANIFEST_NAME).is_file():
-                # Never replace a directory that is not a shard set: it may be someone's data.
-                raise FileExistsError(
-                    f"{self.out_dir} is a non-empty directory without {MANIFEST_NAME}; refusing to replace it"
-                )
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
+        with self._swap_lock():
+            self._refuse_what_is_not_a_shard_set()
         remove_stale_temporaries(self.out_dir)  # left by writers that were killed
         self.tmp_dir = self.out_dir.parent / temporary_name(self.out_dir.name, "tmp")
         self.tmp_dir.mkdir()
@@ -292,10 +287,26 @@ class ShardSetWriter:
         self._done = True
         return body
 
-    def _swap_in(self) -> None:
-        # Processes committing into one folder take turns: the two renames below are not atomic together.
+    def _swap_lock(self) -> contextlib.AbstractContextManager:
+        # Processes committing into one folder take turns: the two renames of a swap are not atomic together, so
+        # the target is only looked at under this lock too (between the renames it is missing, or half-seen).
         # The lock is the parent directory itself (no lock file is left); a swap takes milliseconds.
-        with folder_lock(self.out_dir.parent, what=f"shard sets in {self.out_dir.parent}", wait=True):
+        return folder_lock(self.out_dir.parent, what=f"shard sets in {self.out_dir.parent}", wait=True)
+
+    def _refuse_what_is_not_a_shard_set(self) -> None:
+        """Never replace a file, or a directory that is not a shard set: it may be someone's data."""
+        if not self.out_dir.exists():
+            return
+        if not self.out_dir.is_dir():
+            raise FileExistsError(f"{self.out_dir} exists and is not a directory; choose another --out")
+        if any(self.out_dir.iterdir()) and not (self.out_dir / MANIFEST_NAME).is_file():
+            raise FileExistsError(
+                f"{self.out_dir} is a non-empty directory without {MANIFEST_NAME}; refusing to replace it"
+            )
+
+    def _swap_in(self) -> None:
+        with self._swap_lock():
+            self._refuse_what_is_not_a_shard_set()  # what appeared there since the writer started
             self._swap_in_locked()
 
     def _swap_in_locked(self) -> None:
