@@ -61,6 +61,20 @@ def test_a_covering_kernel_matches_pytorch(case, channels_last, monkeypatch):
         assert torch.equal(got[3], ref[3])
 
 
+def test_a_non_square_kernel_stride_and_padding_match_pytorch(monkeypatch):
+    calls = _count_routed_calls(monkeypatch)
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 6, (3, 5), stride=(2, 1), padding=(1, 2), groups=6, bias=False)
+    x = torch.randn(3, 6, 3, 4)
+    grad_out = torch.randn_like(conv(x))
+    ref = _grads(conv, x, grad_out)
+    with dw.tapwise_depthwise_grads(conv):
+        got = _grads(conv, x, grad_out)
+    assert len(calls) == 1  # a 3x4 input under a 3x5 kernel
+    assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
+    torch.testing.assert_close(got[2], ref[2], rtol=1e-5, atol=1e-6)
+
+
 def test_weight_gradient_against_a_hand_computed_sum():
     # One channel, 2x2 input, 3x3 kernel, padding 1: grad_w[i, j] = sum over outputs of g[y, x] * xpad[y+i, x+j].
     conv = nn.Conv2d(2, 2, 3, padding=1, groups=2, bias=False)
