@@ -315,11 +315,9 @@ def _train_side_by_side(planned: Sequence[tuple[Any, int, int | None]], out_dir:
         if not quiet:
             print(run_summary(labels[order[index]], record), flush=True)
 
-    records = run_in_pool(run_one, prepared(), jobs=jobs, on_done=finished)
-    in_plan_order: list[dict[str, Any]] = [{}] * len(planned)
-    for index, record in zip(order, records, strict=True):
-        in_plan_order[index] = record
-    return in_plan_order
+    records = run_in_pool(run_one, prepared(), jobs=jobs, on_done=finished)  # in preparation order
+    by_plan_index = dict(zip(order, records, strict=True))
+    return [by_plan_index[i] for i in range(len(planned))]
 
 
 def run_one(config: Any, fold: int, seed: int | None, out_dir: Path, *, label: str, force: bool, quiet: bool,

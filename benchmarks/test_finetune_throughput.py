@@ -18,7 +18,6 @@ from benchkit import PairedRounds, measure
 
 import affbench
 from affbench.stages import finetune as stage1
-from affbench.stages.depthwise_grads import tapwise_depthwise_grads
 from affbench.stages.frame_batches import image_model_on
 
 BACKBONE = {"model": "efficientnet_lite0", "image_size": 64}
@@ -46,7 +45,7 @@ def _step(case, *, tapwise: bool):
     model, optimizer, images, targets = case["model"], case["optimizer"], case["images"], case["targets"]
 
     def step() -> None:
-        with stage1.backbone_threads(), (tapwise_depthwise_grads(model) if tapwise else contextlib.nullcontext()):
+        with stage1.backbone_threads(), (stage1.stage1_gradients(model, {}) if tapwise else contextlib.nullcontext()):
             loss = torch.nn.functional.mse_loss(model(images), targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
